@@ -1,0 +1,41 @@
+# djepa: the two entry points named first in the README.
+#   make run   set everything up, then the main job (writes a PNG grid of class-conditional samples)
+#   make test  set everything up, then lint, type-check and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# This machine's CPU build of torch lies on disk; pinning it here keeps pip from pulling a CUDA build.
+# GPU users: make setup TORCH_SPEC="torch==<your CUDA build>" (pyproject.toml accepts a range).
+TORCH_SPEC ?= torch==2.13.0
+RUN_ARGS ?= --preset djepa-s --out out/samples.png
+
+.PHONY: setup run test lint typecheck pytest parity clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/djepa sample $(RUN_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy djepa_core service
+
+pytest: setup
+	$(PY) -m pytest -q
+
+parity: setup
+	$(PY) -m djepa_core.compat.parity ../shared/fixtures/official
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

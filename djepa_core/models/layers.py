@@ -1,0 +1,101 @@
+"""Transformer building blocks of the context encoder and the feature predictor.
+
+Submodule names equal the reference's (`norm1`, `attn.qkv`, `attn.q_norm`, `mlp.fc1`, ...) so its
+state dicts load unchanged. Norms are evaluated in float32 (also under bf16 autocast).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerNorm32(nn.LayerNorm):
+    """LayerNorm (eps 1e-6 by default) computed in float32, returned in the input dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, elementwise_affine: bool = True) -> None:
+        super().__init__(dim, eps=eps, elementwise_affine=elementwise_affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
+        return y.to(x.dtype)
+
+
+class RMSNorm32(nn.Module):
+    """QK-norm: x * (mean(x^2) + eps)^(-1/2) * g over the last dim, in float32; gain key `weight`."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * self.weight.float()).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: qkv Linear (with bias), optional QK RMSNorm, SDPA, output Linear."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
+        self.q_norm: nn.Module = RMSNorm32(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm: nn.Module = RMSNorm32(self.head_dim) if qk_norm else nn.Identity()
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        # (B, N, 3, nh, hs) -> (3, B, nh, N, hs): the 3D output is ordered q | k | v
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        drop = self.attn_drop if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # (B, nh, N, hs)
+        y = y.transpose(1, 2).reshape(b, n, d)
+        return self.proj_drop(self.proj(y))
+
+
+class Mlp(nn.Module):
+    """Linear -> exact GELU -> dropout -> [LayerNorm] -> Linear -> dropout (timm's Mlp layout)."""
+
+    def __init__(self, dim: int, hidden: int, out: int | None = None, drop: float = 0.0,
+                 norm: bool = False) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.norm: nn.Module = LayerNorm32(hidden) if norm else nn.Identity()
+        self.fc2 = nn.Linear(hidden, out if out is not None else dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
+
+
+class Block(nn.Module):
+    """Pre-norm ViT block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = True,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm32(dim)
+        self.attn = Attention(dim, num_heads, qk_norm=qk_norm, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.norm2 = LayerNorm32(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))

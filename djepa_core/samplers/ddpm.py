@@ -1,0 +1,45 @@
+"""Ancestral DDPM sampling of token rows with the Gaussian head, over a respaced schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from djepa_core.heads.gaussian import Denoiser, p_mean_variance
+from djepa_core.heads.schedule import GaussianSchedule
+from djepa_core.samplers.guidance import guided
+from djepa_core.samplers.noise import NoiseSource
+
+
+def _halve(segments: Sequence[int] | None) -> Sequence[int] | None:
+    return None if segments is None else list(segments)[: len(segments) // 2]
+
+
+def ddpm_sample(net: Denoiser, cond: torch.Tensor, schedule: GaussianSchedule, noise: NoiseSource,
+                token_dim: int, temperature: float = 1.0, cfg_scale: float | torch.Tensor | None = None,
+                segments: Sequence[int] | None = None) -> torch.Tensor:
+    """Sample rows x_0 [n, C] conditioned on cond [n, D], from pure noise at the last respaced step.
+
+    With `cfg_scale` (not None) the rows are [cond; uncond] halves: the initial noise is drawn for
+    one half and duplicated, eps is guided, and every step draws noise for all rows (as the
+    reference). Each step: x <- mean + [t != 0] exp(log_var / 2) xi temperature.
+    `segments` gives the rows owned by each sample (for per-sample noise sources).
+    """
+    n = cond.shape[0]
+    dev, dt = cond.device, cond.dtype
+    model = net
+    if cfg_scale is not None:
+        half = noise.normal((n // 2, token_dim), _halve(segments), device=dev, dtype=dt)
+        x = torch.cat([half, half], dim=0)
+        model = guided(net, cfg_scale, token_dim)
+    else:
+        x = noise.normal((n, token_dim), segments, device=dev, dtype=dt)
+    for i in reversed(range(schedule.num_steps)):
+        t = torch.full((n,), i, dtype=torch.long, device=dev)
+        out = model(x, schedule.original_steps(t), cond)
+        pred = p_mean_variance(schedule, out, x, t)
+        xi = noise.normal(tuple(x.shape), segments, device=dev, dtype=dt)
+        nonzero = (t != 0).to(dt)[:, None]
+        x = pred.mean + nonzero * torch.exp(0.5 * pred.log_variance) * xi * temperature
+    return x
