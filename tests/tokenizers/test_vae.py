@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from djepa_core.compat.vae_parity import config_from_shapes, run_vae_parity
 from djepa_core.tokenizers.grid import unpatchify
@@ -64,6 +65,21 @@ def test_tiny_vae_parity(num_threads: int | None) -> None:
     assert [r.name for r in results] == outputs
     bad = [r.line() for r in results if not r.ok]
     assert not bad, "\n".join(bad)
+
+
+@needs_fixtures
+def test_unmapped_output_is_reported(tmp_path: Path) -> None:
+    src = FIXTURES / "tiny-vae"
+    golden = json.loads((src / "golden.json").read_text())
+    golden["tensors"]["outputs.something_new"] = {"shape": [2], "dtype": "float32"}
+    (tmp_path / "golden.json").write_text(json.dumps(golden))
+    tensors = load_file(str(src / "golden.safetensors"))
+    tensors["outputs.something_new"] = torch.zeros(2)
+    save_file(tensors, str(tmp_path / "golden.safetensors"))
+    results = {r.name: r for r in run_vae_parity(tmp_path)}
+    assert results["outputs.something_new"].error == "not recomputed"
+    assert not results["outputs.something_new"].ok
+    assert results["outputs.moments"].ok
 
 
 def test_config_round_trip_and_unknown_keys() -> None:

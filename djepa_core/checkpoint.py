@@ -1,0 +1,70 @@
+"""Our checkpoint format: one safetensors file holding the generator's weights and its resolved config.
+
+Tensors: `model.*` (the D-JEPA network, EMA weights for serving) and `tokenizer.*` (the VAE, when
+the tokenizer has weights). Header metadata: `format` = "djepa/1" and `config` = the
+:class:`GeneratorConfig` as JSON, so one file rebuilds the exact generator. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from djepa_core.compat.reference import check_and_load
+from djepa_core.config import GeneratorConfig
+from djepa_core.models.djepa import DJEPA
+from djepa_core.pipeline import ImageGenerator
+from djepa_core.tokenizers.factory import build_tokenizer
+
+FORMAT = "djepa/1"
+
+
+def save_generator(path: str | Path, gen: ImageGenerator, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write `gen` to `path` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in gen.model.state_dict().items()}
+    tensors.update({f"tokenizer.{k}": v.detach().cpu().contiguous()
+                    for k, v in gen.tokenizer.state_dict().items()})
+    meta = {"format": FORMAT, "config": json.dumps(gen.config.to_dict())}
+    meta.update(extra_metadata or {})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def read_config(path: str | Path) -> GeneratorConfig:
+    """The GeneratorConfig stored in a checkpoint's header (reads no tensor)."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a djepa checkpoint (format {meta.get('format')!r}, expected {FORMAT!r}); "
+                         "reference .pth files are imported with `djepa convert`")
+    return GeneratorConfig.from_dict(json.loads(meta["config"]))
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu") -> ImageGenerator:
+    """Rebuild the generator stored in `path` (strict: every key and shape must match its config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    config = read_config(path)
+    model, tokenizer = DJEPA(config.model), build_tokenizer(config.tokenizer)
+    model_sd: dict[str, torch.Tensor] = {}
+    tok_sd: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            if key.startswith("model."):
+                model_sd[key[len("model."):]] = f.get_tensor(key)
+            elif key.startswith("tokenizer."):
+                tok_sd[key[len("tokenizer."):]] = f.get_tensor(key)
+            else:
+                raise ValueError(f"{path}: unexpected tensor {key!r}")
+    check_and_load(model, model_sd, f"{path.name} (model)")
+    check_and_load(tokenizer, tok_sd, f"{path.name} (tokenizer)")
+    return ImageGenerator(config, model.eval(), tokenizer).to(device)

@@ -1,0 +1,80 @@
+"""The class-conditional image generator: D-JEPA network + tokenizer + sampling defaults.
+
+`generate` is the one call the CLI and the service use: class ids in, images in [-1, 1] out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import torch
+
+from djepa_core.config import GeneratorConfig
+from djepa_core.models.djepa import DJEPA
+from djepa_core.samplers.masked_ar import SampleSettings, sample_tokens
+from djepa_core.samplers.noise import GeneratorNoise, NoiseSource, PerSampleNoise
+from djepa_core.tokenizers.factory import build_tokenizer
+from djepa_core.tokenizers.image_vae import VAETokenizer
+from djepa_core.tokenizers.patches import PatchTokenizer
+
+
+class ImageGenerator:
+    def __init__(self, config: GeneratorConfig, model: DJEPA, tokenizer: PatchTokenizer | VAETokenizer) -> None:
+        if tuple(tokenizer.grid) != tuple(config.model.grid) or tokenizer.token_dim != config.model.token_dim:
+            raise ValueError(f"tokenizer grid {tokenizer.grid} x {tokenizer.token_dim} does not match the model's "
+                             f"{config.model.grid} x {config.model.token_dim}")
+        self.config = config
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_config(cls, config: GeneratorConfig, seed: int = 0) -> ImageGenerator:
+        """An untrained generator (random init from `seed`), for tests and smoke runs."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = DJEPA(config.model)
+            tokenizer = build_tokenizer(config.tokenizer)
+        return cls(config, model, tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.fake_latent.device
+
+    def to(self, device: torch.device | str) -> ImageGenerator:
+        self.model.to(device)
+        self.tokenizer.to(device)
+        return self
+
+    def settings(self, **overrides: object) -> SampleSettings:
+        """The config's sampling defaults with `overrides` (None values ignored)."""
+        s = self.config.sampling
+        base = SampleSettings(num_steps=s.num_steps, cfg_scale=s.cfg_scale, cfg_schedule=s.cfg_schedule,
+                              temperature=s.temperature, head_steps=s.head_steps, ode_method=s.ode_method)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @torch.no_grad()
+    def generate(self, labels: Sequence[int] | torch.Tensor, *, seeds: Sequence[int] | None = None,
+                 seed: int | None = None, settings: SampleSettings | None = None,
+                 noise: NoiseSource | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Images [B, C, S, S] in [-1, 1] (not clamped) for class ids `labels`.
+
+        Randomness: `seeds` (one per image: each image depends only on its own seed), else `seed`
+        (one generator for the batch), else `noise`.
+        """
+        labels_t = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(self.device)
+        n = self.config.model.num_classes
+        if labels_t.numel() == 0:
+            raise ValueError("need at least one class id")
+        if int(labels_t.min()) < 0 or int(labels_t.max()) >= n:
+            raise ValueError(f"class ids must be in [0, {n}), got {labels_t.tolist()}")
+        if noise is None:
+            if seeds is not None:
+                if len(seeds) != labels_t.numel():
+                    raise ValueError(f"{len(seeds)} seeds for {labels_t.numel()} images")
+                noise = PerSampleNoise(seeds, device="cpu")
+            else:
+                noise = GeneratorNoise(seed=0 if seed is None else seed)
+        tokens = sample_tokens(self.model, labels_t, noise, settings or self.settings(), progress=progress)
+        return self.tokenizer.decode(tokens)
