@@ -10,10 +10,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from djepa_core.presets import PRESETS
 
 DEFAULT_PRESET = "djepa-s"
+
+
+def _tick(bar: Any) -> None:
+    bar.update(1)
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -50,10 +55,10 @@ def _sample(args: argparse.Namespace) -> int:
     images = []
     batches = [list(range(i, min(i + args.batch_size, len(labels)))) for i in range(0, len(labels), args.batch_size)]
     with tqdm(total=len(batches) * settings.num_steps, desc="sampling", unit="step",
-              disable=args.quiet or not sys.stderr.isatty() and not args.progress) as bar:
+              disable=args.quiet or (not sys.stderr.isatty() and not args.progress)) as bar:
         for idx in batches:
             images.append(gen.generate([labels[i] for i in idx], seeds=[seeds[i] for i in idx],
-                                       settings=settings, progress=lambda k, n: bar.update(1)))
+                                       settings=settings, progress=lambda k, n: _tick(bar)))
     grid = grid_image(torch.cat(images), ncols=args.per_class)
     path = save_png(grid, args.out)
     print(f"wrote {path} ({grid.width}x{grid.height}, {len(labels)} images) in {time.perf_counter() - t0:.1f}s")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -46,7 +47,7 @@ class ImageGenerator:
         self.tokenizer.to(device)
         return self
 
-    def settings(self, **overrides: object) -> SampleSettings:
+    def settings(self, **overrides: Any) -> SampleSettings:
         """The config's sampling defaults with `overrides` (None values ignored)."""
         s = self.config.sampling
         base = SampleSettings(num_steps=s.num_steps, cfg_scale=s.cfg_scale, cfg_schedule=s.cfg_schedule,

@@ -11,7 +11,7 @@ from djepa_core.compat.reference import (
     check_and_load,
     config_from_reference,
     infer_reference_args,
-    pick_state,
+    pick_weights,
     read_checkpoint,
 )
 from djepa_core.compat.vae_parity import config_from_shapes
@@ -26,7 +26,7 @@ def import_reference(checkpoint: str | Path, vae: str | Path, which: str = "mode
                      preset: str | None = None, name: str | None = None) -> ImageGenerator:
     """Build our generator from the reference's files, refusing any key or shape mismatch."""
     ckpt = read_checkpoint(checkpoint)
-    state = pick_state(ckpt, which)
+    state = pick_weights(ckpt, which)
     args = args_of(ckpt)
     if args is not None:
         model_cfg = config_from_reference(args)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -43,7 +44,8 @@ def run(root: Path, log=print) -> list[ParityResult]:  # type: ignore[no-untyped
         else:
             from djepa_core.compat.vae_parity import run_vae_parity
 
-            results.extend(run_vae_parity(folder))
+            results.extend(replace(r, name=f"{folder.name}/{r.name.removeprefix('outputs.')}")
+                           for r in run_vae_parity(folder))
     return results
 
 

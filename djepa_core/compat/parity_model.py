@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from djepa_core.compat.compare import ParityResult, compare
-from djepa_core.compat.reference import check_and_load, config_from_reference, pick_state, read_checkpoint
+from djepa_core.compat.reference import check_and_load, config_from_reference, pick_weights, read_checkpoint
 from djepa_core.heads.flow import flow_training_losses
 from djepa_core.heads.gaussian import gaussian_training_losses, masked_mean, p_mean_variance
 from djepa_core.heads.mlp import timestep_embedding
@@ -55,7 +55,7 @@ class ModelFixture:
         self.golden = load_file(str(folder / files["golden"]))
         self.config = config_from_reference(self.desc["model_config"])
         self.model = DJEPA(self.config).eval()
-        state = pick_state(read_checkpoint(folder / files["weights"]))
+        state = pick_weights(read_checkpoint(folder / files["weights"]))
         check_and_load(self.model, state, f"{files['weights']}")
         self.gauss = self.config.head == "gauss"
 
@@ -160,11 +160,11 @@ class ModelFixture:
             pred = p_mean_variance(gen, net(x, gen.original_steps(t), c), x, t)
             nz = (t != 0).float()[:, None]
             sample = pred.mean + nz * torch.exp(0.5 * pred.log_variance) * g("inputs.step_noise")[j] * temperature
-            for k, v in (("mean", pred.mean), ("variance", pred.variance), ("log_variance", pred.log_variance),
-                         ("pred_xstart", pred.pred_xstart), ("sample", sample)):
-                rows[k].append(v)
-        for k, v in rows.items():
-            out[f"p_step_{k}"] = torch.stack(v)
+            for k, val in (("mean", pred.mean), ("variance", pred.variance), ("log_variance", pred.log_variance),
+                           ("pred_xstart", pred.pred_xstart), ("sample", sample)):
+                rows[k].append(val)
+        for k, vals in rows.items():
+            out[f"p_step_{k}"] = torch.stack(vals)
         x2 = torch.cat([x, x])
         t = torch.full((x2.shape[0],), gen.num_steps - 1, dtype=torch.long)
         pred = p_mean_variance(gen, guided(net, scale, cfg.token_dim)(x2, gen.original_steps(t), c2), x2, t)
@@ -189,7 +189,8 @@ class ModelFixture:
         out["ode_time_grid"] = grid
         x = g("inputs.step_x")
         ones = torch.ones(x.shape[0])
-        vs, nxt = [], []
+        vs: list[torch.Tensor] = []
+        nxt: list[torch.Tensor] = []
         for k in g("outputs.euler_step_grid_index").tolist():
             v = net(x, ones * grid[k], c)
             vs.append(v)
@@ -215,8 +216,10 @@ def run_model_parity(folder: Path, log: Callable[[str], None] | None = None) -> 
             ours = fx.compute()
         except Exception as e:  # report, per output, rather than hide the failure
             err = f"{type(e).__name__}: {e}"
-            results.extend(ParityResult(f"{folder.name}/{variant}/{k.removeprefix('outputs.')}", float("inf"), float("inf"), 0, 0, error=err)
-                           for k in names)
+            results.extend(
+                ParityResult(f"{folder.name}/{variant}/{k.removeprefix('outputs.')}", float("inf"), float("inf"),
+                             0, 0, error=err)
+                for k in names)
             continue
         for name in names:
             short = name.removeprefix("outputs.")

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
+from djepa_core.compat.state_dict import load_strict, pick_state, read_container
 from djepa_core.config import ModelConfig
 
 # the reference's model constructors -> (width, depth, heads, head depth, head width)
@@ -30,7 +30,6 @@ REFERENCE_ARCHS: dict[str, dict[str, int]] = {
                        decoder_depth=32, decoder_num_heads=16, diffloss_d=12, diffloss_w=1536),
 }
 _HEADS_BY_WIDTH = {768: 12, 1024: 16, 1280: 16}
-_PREFIXES = ("_orig_mod.", "module.")
 
 
 def config_from_reference(args: Mapping[str, Any]) -> ModelConfig:
@@ -92,7 +91,7 @@ def infer_reference_args(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     if width not in _HEADS_BY_WIDTH or dec not in _HEADS_BY_WIDTH:
         raise ValueError(f"cannot infer attention heads for width {width}; pass the reference args or a preset")
     seq_len = int(state["encoder_pos_embed_learned"].shape[1])
-    side = int(round(seq_len ** 0.5))
+    side = round(seq_len**0.5)
     head_out = int(state["diffloss.net.final_layer.linear.weight"].shape[0])
     token_dim = int(state["z_proj.weight"].shape[1])
     return dict(
@@ -108,41 +107,14 @@ def infer_reference_args(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     )
 
 
-def strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in state.items():
-        for p in _PREFIXES:
-            while k.startswith(p):
-                k = k[len(p):]
-        out[k] = v
-    return out
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a `.pth` (weights only, argparse.Namespace allowed) or `.safetensors` file as a dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        return {"model": load_file(str(path))}
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # an unpickling error means the file holds more than weights
-        raise ValueError(f"{path}: refused to load (weights_only=True): {str(e).splitlines()[0]}") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict, found {type(obj).__name__}")
-    return obj
+    """A reference `.pth` (weights only, argparse.Namespace allowed) or a `.safetensors` state dict."""
+    return read_container(path)
 
 
-def pick_state(ckpt: Mapping[str, Any], which: str = "model_ema") -> dict[str, torch.Tensor]:
+def pick_weights(ckpt: Mapping[str, Any], which: str = "model_ema") -> dict[str, torch.Tensor]:
     """The state dict under `which` (falling back to `model`, or a flat dict of tensors)."""
-    for key in (which, "model", "model_ema", "state_dict"):
-        if key in ckpt and isinstance(ckpt[key], Mapping):
-            return strip_prefixes(ckpt[key])
-    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        return strip_prefixes(ckpt)
-    raise ValueError(f"no state dict found (keys: {sorted(ckpt)[:10]})")
+    return pick_state(ckpt, (which, "model", "model_ema"))
 
 
 def args_of(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -154,21 +126,4 @@ def args_of(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def check_and_load(module: nn.Module, state: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
     """Strict load that names every missing, unexpected and mis-shaped key before touching weights."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} != expected {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        def show(items: list[str]) -> str:
-            head = ", ".join(items[:8])
-            return f"{len(items)} ({head}{', ...' if len(items) > 8 else ''})"
-        parts = []
-        if missing:
-            parts.append(f"missing keys {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {show(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches {show(shapes)}")
-        raise ValueError(f"{what} does not match the model: " + "; ".join(parts))
-    module.load_state_dict({k: state[k] for k in own}, strict=True)
+    load_strict(module, state, what)

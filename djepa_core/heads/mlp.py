@@ -8,6 +8,7 @@ predictor output z [n, D]. Submodule names equal the reference's `diffloss.net.*
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -35,7 +36,8 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype))
+        first = cast(nn.Linear, self.mlp[0])
+        return self.mlp(timestep_embedding(t, self.freq_dim).to(first.weight.dtype))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -88,15 +90,15 @@ class DenoisingMLP(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.normal_(self.time_embed.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.time_embed.mlp[2].weight, std=0.02)
-        for block in self.res_blocks:
-            nn.init.zeros_(block.adaLN_modulation[-1].weight)
-            nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
+        time_mlp = self.time_embed.mlp
+        nn.init.normal_(cast(nn.Linear, time_mlp[0]).weight, std=0.02)
+        nn.init.normal_(cast(nn.Linear, time_mlp[2]).weight, std=0.02)
+        zero = [cast(ResBlock, b).adaLN_modulation[-1] for b in self.res_blocks]
+        zero += [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]
+        for layer in zero:
+            lin = cast(nn.Linear, layer)
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
 
     def condition(self, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """y = time_embed(t) + cond_embed(c): [n, width]."""

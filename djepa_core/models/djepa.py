@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from djepa_core.config import ModelConfig
 from djepa_core.heads.head import DenoisingHead
+from djepa_core.heads.mlp import DenoisingMLP
 from djepa_core.models.layers import Block, LayerNorm32, Mlp
 from djepa_core.models.masking import training_mask
 
@@ -78,7 +79,7 @@ class DJEPA(nn.Module):
         ])
         self.decoder_norm = LayerNorm32(dd)
         self.diffloss = DenoisingHead(cfg)
-        self.jepaloss = JEPAProjection(dd, d, cfg.jepa_beta) if cfg.jepa_weight > 0 else None
+        self.jepaloss: JEPAProjection | None = JEPAProjection(dd, d, cfg.jepa_beta) if cfg.jepa_weight > 0 else None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -98,7 +99,7 @@ class DJEPA(nn.Module):
         self.diffloss.net.reset_parameters()
 
     @property
-    def head(self) -> nn.Module:
+    def head(self) -> DenoisingMLP:
         """The denoising MLP f(x_t, t, z)."""
         return self.diffloss.net
 
@@ -120,7 +121,7 @@ class DJEPA(nn.Module):
     def _run(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for block in blocks:
             if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)  # type: ignore[assignment]
+                x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
         return x

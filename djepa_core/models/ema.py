@@ -24,7 +24,7 @@ class EMA:
     def update(self, model: nn.Module, decay: float | None = None) -> None:
         """ema <- d ema + (1 - d) online, for every parameter (buffers copied)."""
         d = self.decay if decay is None else decay
-        ema_params = list(self.model.parameters())
+        ema_params: list[torch.Tensor] = list(self.model.parameters())
         params = [p.detach() for p in model.parameters()]
         if len(ema_params) != len(params):
             raise ValueError("EMA and online model have different parameter lists")

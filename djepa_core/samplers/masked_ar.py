@@ -117,10 +117,8 @@ def sample_tokens(model: DJEPA, labels: torch.Tensor | None, noise: NoiseSource,
 
         mask_len = mask_len_at(step, settings.num_steps, length, remaining)
         mask_next = mask_from_orders(orders, mask_len)
-        if step >= settings.num_steps - 1:
-            to_pred = mask.bool()
-        else:
-            to_pred = torch.logical_xor(mask.bool(), mask_next.bool())
+        last = step >= settings.num_steps - 1
+        to_pred = mask.bool() if last else torch.logical_xor(mask.bool(), mask_next.bool())
         mask = mask_next
         per_sample = int(to_pred[0].sum())
         segments = [per_sample] * b
