@@ -40,8 +40,15 @@ def save_generator(path: str | Path, gen: ImageGenerator, extra_metadata: dict[s
 
 def read_config(path: str | Path) -> GeneratorConfig:
     """The GeneratorConfig stored in a checkpoint's header (reads no tensor)."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error type for non-safetensors files
+        raise ValueError(f"{path}: not a safetensors file ({e}); reference .pth files are imported with "
+                         "`djepa convert`") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a djepa checkpoint (format {meta.get('format')!r}, expected {FORMAT!r}); "
                          "reference .pth files are imported with `djepa convert`")

@@ -30,6 +30,10 @@ def _sample(args: argparse.Namespace) -> int:
     from djepa_core.pipeline import ImageGenerator
     from djepa_core.presets import get_preset
 
+    for flag, value in (("--per-class", args.per_class), ("--batch-size", args.batch_size)):
+        if value < 1:
+            print(f"error: {flag} must be >= 1, got {value}", file=sys.stderr)
+            return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -43,7 +47,8 @@ def _sample(args: argparse.Namespace) -> int:
     classes = args.classes if args.classes is not None else list(range(min(num_classes, 10)))
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
-        raise SystemExit(f"error: class ids {bad} are outside [0, {num_classes})")
+        print(f"error: class ids {bad} are outside [0, {num_classes})", file=sys.stderr)
+        return 2
     labels = [c for c in classes for _ in range(args.per_class)]
     settings = gen.settings(num_steps=args.steps, cfg_scale=args.cfg, temperature=args.temperature,
                             head_steps=args.head_steps, cfg_schedule=args.cfg_schedule, ode_method=args.ode)

@@ -190,3 +190,10 @@ def test_non_allow_listed_pickle_refused(reference_files: dict[str, Any]) -> Non
         import_reference(path, reference_files["vae_pth"])
     # the allow-listed namespace alone loads
     assert isinstance(read_checkpoint(reference_files["pth"])["args"], argparse.Namespace)
+
+
+def test_pth_given_as_checkpoint_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "x.pth"
+    torch.save({"a": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="djepa convert"):
+        read_config(path)

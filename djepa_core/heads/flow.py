@@ -23,6 +23,7 @@ class FlowMatchingLoss:
                  row_mask: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         n = target.shape[0]
-        t = torch.rand((n,), device=target.device, generator=generator)
-        x0 = torch.randn(target.shape, device=target.device, dtype=target.dtype, generator=generator)
+        dev = generator.device if generator is not None else target.device  # draw where the generator lives
+        t = torch.rand((n,), device=dev, generator=generator).to(target.device)
+        x0 = torch.randn(target.shape, device=dev, dtype=target.dtype, generator=generator).to(target.device)
         return masked_mean(flow_training_losses(net, target, t, cond, x0), row_mask)

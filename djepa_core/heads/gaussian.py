@@ -123,7 +123,8 @@ class GaussianDiffusionLoss:
                  row_mask: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         n = target.shape[0]
-        t = torch.randint(0, self.schedule.num_steps, (n,), device=target.device, generator=generator)
-        noise = torch.randn(target.shape, device=target.device, dtype=target.dtype, generator=generator)
+        dev = generator.device if generator is not None else target.device  # draw where the generator lives
+        t = torch.randint(0, self.schedule.num_steps, (n,), device=dev, generator=generator).to(target.device)
+        noise = torch.randn(target.shape, device=dev, dtype=target.dtype, generator=generator).to(target.device)
         terms = gaussian_training_losses(net, self.schedule, target, t, cond, noise)
         return masked_mean(terms.loss, row_mask)

@@ -18,7 +18,8 @@ def truncated_normal_ratio(mean: float, std: float, low: float, high: float,
     a = torch.tensor((low - mean) / std, dtype=torch.float64)
     b = torch.tensor((high - mean) / std, dtype=torch.float64)
     ca, cb = torch.special.ndtr(a), torch.special.ndtr(b)
-    u = torch.rand((), dtype=torch.float64, generator=generator)
+    dev = generator.device if generator is not None else "cpu"
+    u = torch.rand((), dtype=torch.float64, generator=generator, device=dev).cpu()
     x = mean + std * float(torch.special.ndtri(ca + u * (cb - ca)))
     return min(max(x, low), high)
 
