@@ -27,7 +27,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 typecheck: setup
-	$(VENV)/bin/mypy djepa_core service
+	$(VENV)/bin/mypy djepa_core service tests
 
 pytest: setup
 	$(PY) -m pytest -q

@@ -21,10 +21,16 @@ def official_fixtures_path() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
 
 
+# CI sets DJEPA_REQUIRE_FIXTURES=1: a missing fixture folder is then a failure, never a skip
+REQUIRE_FIXTURES = os.environ.get("DJEPA_REQUIRE_FIXTURES") == "1"
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     path = official_fixtures_path()
     if not path.is_dir():
+        if REQUIRE_FIXTURES:
+            pytest.fail(f"official fixtures not found at {path} (DJEPA_REQUIRE_FIXTURES=1)")
         pytest.skip(f"official fixtures not found at {path}")
     return path
 

@@ -29,14 +29,14 @@ def guided(net: Denoiser, scale: float | torch.Tensor, guided_channels: int) -> 
     return forward
 
 
-def cfg_scale_at(schedule: str, cfg: float, seq_len: int, mask_len: int) -> torch.Tensor:
-    """Guidance scale for an AR step leaving `mask_len` tokens masked (float32, as the reference).
+def cfg_scale_at(schedule: str, cfg: float, seq_len: int, mask_len: int) -> float | torch.Tensor:
+    """Guidance scale for an AR step leaving `mask_len` tokens masked, typed as the reference has it.
 
-    linear: 1 + (cfg - 1) (L - mask_len) / L; constant: cfg.
+    linear: 1 + (cfg - 1) (L - mask_len) / L, a float32 tensor; constant: cfg, a Python float.
     """
     if schedule == "linear":
         m = torch.tensor([float(mask_len)], dtype=torch.float32)
         return 1 + (cfg - 1) * (seq_len - m[0]) / seq_len
     if schedule == "constant":
-        return torch.tensor(cfg, dtype=torch.float32)
+        return float(cfg)
     raise ValueError(f"unknown cfg schedule {schedule!r} (linear, constant)")

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 from djepa_core.compat.vae_recipe import recipe_state_dict, recipe_tensor
+from tests.conftest import REQUIRE_FIXTURES, official_fixtures_path
 
-
-def fixtures_dir() -> Path:
-    env = os.environ.get("DJEPA_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official"
-
-
-FIXTURES = fixtures_dir()
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
+FIXTURES = official_fixtures_path()
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir() and not REQUIRE_FIXTURES,
+                                    reason=f"fixtures not found at {FIXTURES}")
 
 
 def golden() -> dict[str, Any]:

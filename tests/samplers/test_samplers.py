@@ -145,11 +145,15 @@ def test_mask_len_and_cfg_schedules_match_reference(fixtures_dir: Path) -> None:
     for name, s in data.items():
         length, steps, cfg = s["seq_len"], s["num_iter"], s["cfg_scale"]
         remaining = length
-        got_len, got_cfg, got_pred = [], [], []
+        got_len: list[float] = []
+        got_cfg: list[torch.Tensor] = []
+        got_pred: list[int] = []
         for k in range(steps):
             mask_len = mask_len_at(k, steps, length, remaining)
             got_len.append(float(mask_len))
-            got_cfg.append(cfg_scale_at("linear", cfg, length, mask_len))
+            scale = cfg_scale_at("linear", cfg, length, mask_len)
+            assert isinstance(scale, torch.Tensor)
+            got_cfg.append(scale)
             got_pred.append(remaining if k == steps - 1 else remaining - mask_len)
             remaining = mask_len
         assert got_len == s["mask_len"], name

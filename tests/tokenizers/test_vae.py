@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,11 @@ from djepa_core.compat.vae_parity import config_from_shapes, run_vae_parity
 from djepa_core.tokenizers.grid import unpatchify
 from djepa_core.tokenizers.image_vae import VAETokenizer, to_uint8
 from djepa_core.tokenizers.vae import AutoencoderKL, DiagonalGaussian, VAEConfig
+from tests.conftest import REQUIRE_FIXTURES, official_fixtures_path
 
-
-def fixtures_dir() -> Path:
-    env = os.environ.get("DJEPA_FIXTURES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official"
-
-
-FIXTURES = fixtures_dir()
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
+FIXTURES = official_fixtures_path()
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir() and not REQUIRE_FIXTURES,
+                                    reason=f"fixtures not found at {FIXTURES}")
 
 
 def small_config() -> VAEConfig:
