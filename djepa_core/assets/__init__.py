@@ -1,0 +1,17 @@
+"""Embedded default models shipped inside the package (small safetensors files in our format).
+
+`default_image.safetensors`: the default class-conditional image generator (trained on the built-in
+`digits` data set; see README). Absent until trained; callers fall back to an untrained preset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent
+DEFAULT_IMAGE = ASSETS / "default_image.safetensors"
+
+
+def default_image_checkpoint() -> Path | None:
+    """The embedded default image model, or None when this build ships none."""
+    return DEFAULT_IMAGE if DEFAULT_IMAGE.is_file() else None

@@ -1,0 +1,1 @@
+"""Subcommands of `djepa`: each module here defines `register(subparsers)`; found automatically."""
