@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # This machine's CPU build of torch lies on disk; pinning it here keeps pip from pulling a CUDA build.
 # GPU users: make setup TORCH_SPEC="torch==<your CUDA build>" (pyproject.toml accepts a range).
 TORCH_SPEC ?= torch==2.13.0
-RUN_ARGS ?= --preset djepa-s --out out/samples.png
+RUN_ARGS ?= --out out/samples.png
 
 .PHONY: setup run test lint typecheck pytest parity clean
 
