@@ -1,5 +1,5 @@
 # djepa: the two entry points named first in the README.
-#   make run   set everything up, then the main job (writes a PNG grid of class-conditional samples)
+#   make run   set everything up, then the main job: the image service on http://127.0.0.1:8000 (Ctrl-C stops it)
 #   make test  set everything up, then lint, type-check and run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # This machine's CPU build of torch lies on disk; pinning it here keeps pip from pulling a CUDA build.
 # GPU users: make setup TORCH_SPEC="torch==<your CUDA build>" (pyproject.toml accepts a range).
 TORCH_SPEC ?= torch==2.13.0
-RUN_ARGS ?= --out out/samples.png
+RUN_ARGS ?= --config deploy/serve.yaml --host 127.0.0.1 --port 8000
 
 .PHONY: setup run test lint typecheck pytest parity clean
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	$(VENV)/bin/djepa sample $(RUN_ARGS)
+	$(VENV)/bin/djepa serve $(RUN_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -31,7 +31,7 @@ REF_CONFIG: dict[str, Any] = {
     "jepaloss": "jepa", "attn_dropout": 0.1, "proj_dropout": 0.1, "label_drop_prob": 0.1, "mask_ratio_min": 0.7,
 }
 B, N, MASKED = 3, 4, 5
-E2E = {"num_iter": 3, "cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 0.9,
+E2E: dict[str, Any] = {"num_iter": 3, "cfg_scale": 1.5, "cfg_schedule": "constant", "temperature": 0.9,
        "time_shifting_factor": 1.0, "bsz": 2}
 
 

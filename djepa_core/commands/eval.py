@@ -1,0 +1,84 @@
+"""`djepa eval`: quality measures of class-conditional image generators on the built-in digits.
+
+Class accuracy of samples under a classifier fit on the real training split (next to its accuracy
+on the real test split), and the Fréchet distance of its features against the real test split
+(next to the train-vs-test floor). Seeds fixed; prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from djepa_core.assets import default_image_checkpoint
+    from djepa_core.checkpoint import load_generator
+    from djepa_core.eval.digits import evaluate_generator, format_table, get_reference, reference_summary
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.per_class < 2:
+        print("error: --per-class must be >= 2", file=sys.stderr)
+        return 2
+    checkpoints = list(args.checkpoint or [])
+    if not checkpoints:
+        default = default_image_checkpoint()
+        if default is None:
+            print("error: no --checkpoint given and this build ships no embedded image model", file=sys.stderr)
+            return 2
+        checkpoints = [default]
+    names = list(args.name or [])
+    if names and len(names) != len(checkpoints):
+        print("error: give one --name per --checkpoint", file=sys.stderr)
+        return 2
+    names = names or [Path(c).stem if Path(c).stem != "model" else Path(c).parent.name for c in checkpoints]
+    settings = {"num_steps": args.steps, "cfg_scale": args.cfg, "temperature": args.temperature,
+                "head_steps": args.head_steps, "cfg_schedule": args.cfg_schedule}
+    generators = [load_generator(c, device=args.device) for c in checkpoints]
+    sizes = {g.config.tokenizer.image_size for g in generators}
+    channels = {g.config.tokenizer.channels for g in generators}
+    if len(sizes) != 1 or channels != {1} or {g.config.model.num_classes for g in generators} != {10}:
+        print("error: digits evaluation needs 1-channel, 10-class generators of one image size", file=sys.stderr)
+        return 2
+    reference = get_reference(sizes.pop(), seed=args.classifier_seed)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, ckpt, gen in zip(names, checkpoints, generators, strict=True):
+        print(f"evaluating {name} ({ckpt}) ...", file=sys.stderr)
+        rows[name] = {"checkpoint": str(ckpt), **evaluate_generator(gen, reference, args.per_class, args.seed,
+                                                                    **settings)}
+    report = {"data": "digits", "reference": reference_summary(reference), "models": rows}
+    print(format_table(reference, rows))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("eval", help="class accuracy and feature Fréchet distance of samples (digits)",
+                       description="Evaluate class-conditional generators on the built-in digits data: "
+                                   "accuracy of samples under a classifier fit on the real training split "
+                                   "and the Fréchet distance of its features against the real test split, "
+                                   "next to the real test accuracy and the train-vs-test floor.")
+    s.add_argument("--checkpoint", type=Path, action="append",
+                   help="djepa .safetensors generator (repeatable; default: the embedded model)")
+    s.add_argument("--name", action="append", help="row name per --checkpoint")
+    s.add_argument("--per-class", type=int, default=36, help="samples per class (default 36: 360, the test size)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed+i")
+    s.add_argument("--classifier-seed", type=int, default=0, help="seed of the evaluation classifier")
+    s.add_argument("--steps", type=int, help="masked-AR steps (default: the model's)")
+    s.add_argument("--cfg", type=float, help="classifier-free guidance scale")
+    s.add_argument("--cfg-schedule", choices=["linear", "constant"])
+    s.add_argument("--temperature", type=float)
+    s.add_argument("--head-steps", type=int)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    s.add_argument("--out", type=Path, help="write the JSON report here")
+    s.set_defaults(func=_eval)

@@ -1,0 +1,1 @@
+"""Measures of generation quality on the small offline data (shared/quality.md)."""

@@ -1,0 +1,99 @@
+"""Typed configuration of the image service (the `args` and `user_config` blocks of deploy/serve.yaml).
+
+Dicts are read with strict keys (an unknown key is an error that names it), as djepa_core's configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from djepa_core.config import from_dict_strict
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which model bundle the engine loads, and where it runs.
+
+    Source, first given wins: `checkpoint` (our .safetensors), `reference` + `vae` (a reference .pth
+    imported at load), `preset` (an untrained preset, for tests and smoke runs), else the embedded
+    default model, else an untrained `djepa-s`.
+    """
+
+    checkpoint: str | None = None
+    reference: str | None = None  # reference .pth (needs `vae`)
+    vae: str | None = None  # MAR's KL-16 VAE weights for `reference`
+    preset: str | None = None
+    init_seed: int = 0  # random init of an untrained preset
+    name: str | None = None  # model id served (default: the checkpoint's config name)
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
+    threads: int | None = None  # torch intra-op threads in this process (None: torch's default)
+    # service-wide sampling defaults over the model's own (None: the model's)
+    num_steps: int | None = None
+    cfg_scale: float | None = None
+    temperature: float | None = None
+    head_steps: int | None = None
+    max_num_steps: int = 256  # largest `num_steps` a request may ask for
+
+    def __post_init__(self) -> None:
+        if self.reference is not None and self.vae is None:
+            raise ValueError("engine: `reference` needs `vae` (the VAE weights the reference was trained with)")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"engine: threads must be >= 1, got {self.threads}")
+        if self.max_num_steps < 1:
+            raise ValueError(f"engine: max_num_steps must be >= 1, got {self.max_num_steps}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
+        return from_dict_strict(cls, data, "engine")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """`@serve.batch` parameters, the generator's `user_config` (changeable live via reconfigure)."""
+
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if not 0 <= self.batch_wait_timeout_s <= 60:
+            raise ValueError(f"batch_wait_timeout_s must be in [0, 60], got {self.batch_wait_timeout_s}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchConfig:
+        return from_dict_strict(cls, data, "user_config")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The application's `args`: the engine plus the ingress's limits."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    max_images_per_request: int = 16  # `n` above this is a 422
+    request_timeout_s: float = 60.0  # deadline of a request (504 past it); X-Request-Timeout may lower it
+    retry_after_s: int = 1  # Retry-After of a 429
+    ready_timeout_s: float = 5.0  # how long /readyz waits for the generator's answer
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_images_per_request <= 1024:
+            raise ValueError(f"max_images_per_request must be in [1, 1024], got {self.max_images_per_request}")
+        if self.request_timeout_s <= 0 or self.ready_timeout_s <= 0:
+            raise ValueError("request_timeout_s and ready_timeout_s must be > 0")
+        if self.retry_after_s < 0:
+            raise ValueError(f"retry_after_s must be >= 0, got {self.retry_after_s}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppConfig:
+        data = dict(data)
+        engine = EngineConfig.from_dict(dict(data.pop("engine", None) or {}))
+        rest = from_dict_strict(cls, data, "args")
+        return dataclasses.replace(rest, engine=engine)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

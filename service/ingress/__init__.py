@@ -1,0 +1,1 @@
+"""The doors into the engine: REST (http.py). No tensor maths here."""

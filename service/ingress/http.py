@@ -1,0 +1,285 @@
+"""The REST ingress (FastAPI): service.md's routes, one error mapping, metrics recorded per request.
+
+The app talks to generators through an `ImageBackend` (deployments.py: a Ray Serve handle; tests can
+inject an in-process one), so this file knows nothing of Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.batching import expand
+from service.config import AppConfig
+from service.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    MalformedRequest,
+    NotReady,
+    ServiceError,
+    new_request_id,
+    to_answer,
+)
+from service.metrics import ServiceMetrics
+from service.types import GeneratedImage, ImageItem, ImageRequest, ModelInfo
+
+log = logging.getLogger("djepa.service")
+
+TIMEOUT_HEADER = "X-Request-Timeout"  # seconds; lowers the configured deadline for one request
+COUNTED = {"/v1/images", "/v1/images/generations", "/v1/models"}  # health and metrics are not counted
+
+
+class ImageBackend(Protocol):
+    async def model_info(self) -> ModelInfo:
+        """The served model (NotReady while no generator answers)."""
+        ...
+
+    async def generate(self, item: ImageItem) -> GeneratedImage:
+        """One image (QueueFull when the generator's queue is full). Cancelling the awaiting task
+        cancels the work."""
+        ...
+
+
+class ImageGenerationBody(BaseModel):
+    """A request for `n` images of one class."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"class_id": 3, "n": 2, "seed": 7}]})
+
+    class_id: int | str | None = Field(
+        None, description="Class to generate: its integer id, or its name as listed by GET /v1/models. "
+                          "Required unless `prompt` gives the class name.")
+    prompt: str | None = Field(None, description="OpenAI compatibility: a class name, used when `class_id` is absent.")
+    n: int = Field(1, description="Number of images, 1 to the configured maximum (16 by default).")
+    seed: int | None = Field(None, ge=0, description="Seed of the first image (image i uses seed + i). Same seed "
+                                                     "and settings give the same image. Random when absent.")
+    cfg_scale: float | None = Field(None, description="Classifier-free guidance scale (>= 0; 1 disables guidance). "
+                                                      "Default: the model's.")
+    temperature: float | None = Field(None, description="Sampling temperature of the diffusion head (> 0). "
+                                                        "Default: the model's.")
+    num_steps: int | None = Field(None, description="Masked-autoregressive steps (>= 1). Default: the model's.")
+    model: str | None = Field(None, description="Model id (GET /v1/models); default: the served model.")
+    response_format: Literal["b64_json", "png"] = Field(
+        "b64_json", description="`b64_json`: a JSON answer with base64 PNGs; `png`: the raw PNG bytes (n=1 only).")
+    user: str | None = Field(None, description="OpenAI compatibility: ignored.")
+
+    def to_domain(self) -> ImageRequest:
+        class_id = self.class_id if self.class_id is not None else self.prompt
+        if class_id is None:
+            raise InvalidRequest("give `class_id` (an id or a class name)", "class_id")
+        return ImageRequest(class_id=class_id, n=self.n, seed=self.seed, cfg_scale=self.cfg_scale,
+                            temperature=self.temperature, num_steps=self.num_steps, model=self.model)
+
+
+class ImageData(BaseModel):
+    b64_json: str = Field(description="The image as a base64-encoded PNG.")
+    seed: int = Field(description="The seed that reproduces this image.")
+    class_id: int = Field(description="The class id of this image.")
+
+
+class ImagesResponse(BaseModel):
+    created: int = Field(description="Unix time of the answer.")
+    model: str = Field(description="Id of the model that generated the images.")
+    data: list[ImageData] = Field(description="The images, in seed order.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code.")
+    message: str = Field(description="What was wrong.")
+    field: str | None = Field(None, description="The request field at fault, when one is.")
+    request_id: str = Field(description="Id of the request in the service's logs.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ClassCard(BaseModel):
+    id: int
+    name: str
+
+
+class OutputCard(BaseModel):
+    width: int
+    height: int
+    channels: int
+    format: str
+
+
+class ModelCard(BaseModel):
+    id: str = Field(description="Model id, for the `model` field of requests.")
+    object: str = "model"
+    modality: str = Field(description="image, speech or video.")
+    classes: list[ClassCard] = Field(description="Every class: id and name.")
+    output: OutputCard = Field(description="Size of each output.")
+    defaults: dict[str, Any] = Field(description="Sampler defaults used when a request leaves a setting out.")
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelCard]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in (
+        (400, "Malformed JSON."), (422, "An invalid field (named in `field`)."),
+        (429, "Queue full; retry after `Retry-After` seconds."), (503, "Not ready or shutting down."),
+        (504, "The request's deadline passed."), (500, "Unexpected failure (logged with the request id)."))
+}
+
+
+def _field_of(errors: list[Any]) -> tuple[str, str, bool]:
+    """(field, message, malformed JSON?) of pydantic's first error."""
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    malformed = any(e.get("type") == "json_invalid" for e in errors)
+    msg = str(first.get("msg", "invalid request"))
+    return (".".join(loc) or "body"), msg, malformed
+
+
+def create_app(backend: ImageBackend, config: AppConfig | None = None,
+               metrics: ServiceMetrics | None = None) -> FastAPI:
+    """The REST app over `backend`."""
+    cfg = config or AppConfig()
+    stats = metrics or ServiceMetrics()
+    app = FastAPI(title="djepa", version="1", description="Class-conditional image generation with D-JEPA "
+                  "(service.md). Errors answer `{\"error\": {code, message, field, request_id}}`.")
+    app.state.metrics = stats
+    model_label = {"id": cfg.engine.name or "unknown"}
+
+    def error_response(exc: BaseException, request_id: str) -> Response:
+        answer = to_answer(exc, request_id)
+        if not isinstance(exc, ServiceError):
+            log.error("request %s failed", request_id, exc_info=exc)
+        stats.reject(model_label["id"], answer.reason)
+        return Response(answer.body, status_code=answer.http_status, headers=answer.headers,
+                        media_type="application/json")
+
+    def request_id_of(request: Request) -> str:
+        return request.headers.get("x-request-id") or new_request_id()
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        field, msg, malformed = _field_of(list(exc.errors()))
+        if field == "body" and not malformed:  # not an object: is it JSON at all?
+            try:
+                json.loads(await request.body())
+            except ValueError:
+                malformed, msg = True, "the body is not JSON"
+        err: ServiceError = MalformedRequest(f"malformed JSON: {msg}", "body") if malformed else \
+            InvalidRequest(f"{field}: {msg}", field)
+        return error_response(err, request_id_of(request))
+
+    @app.middleware("http")
+    async def record_duration(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        endpoint = next((e for e in COUNTED if request.url.path.endswith(e)), None)  # any route prefix
+        if endpoint is not None:
+            stats.observe_request(endpoint, model_label["id"], response.status_code, time.perf_counter() - t0)
+        return response
+
+    async def info_or_not_ready() -> ModelInfo:
+        info = await backend.model_info()
+        model_label["id"] = info.id
+        return info
+
+    def deadline_of(request: Request) -> float:
+        raw = request.headers.get(TIMEOUT_HEADER)
+        if raw is None:
+            return cfg.request_timeout_s
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidRequest(f"{TIMEOUT_HEADER} must be a number of seconds, got {raw!r}",
+                                 TIMEOUT_HEADER) from None
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidRequest(f"{TIMEOUT_HEADER} must be > 0, got {raw!r}", TIMEOUT_HEADER)
+        return min(value, cfg.request_timeout_s)
+
+    async def generate(body: ImageGenerationBody, request: Request) -> Response:
+        request_id = request_id_of(request)
+        try:
+            info = await info_or_not_ready()
+            items = expand(body.to_domain(), info, cfg.max_images_per_request)
+            if body.response_format == "png" and len(items) != 1:
+                raise InvalidRequest("response_format 'png' answers one image: use n=1, or b64_json",
+                                     "response_format")
+            timeout = deadline_of(request)
+            with stats.in_flight_request(info.id):
+                tasks = [asyncio.ensure_future(backend.generate(item)) for item in items]
+                try:
+                    results = await asyncio.wait_for(asyncio.gather(*tasks), timeout)
+                except TimeoutError:
+                    raise DeadlineExceeded(f"deadline of {timeout:g}s passed") from None
+                finally:
+                    for t in tasks:
+                        if not t.done():
+                            t.cancel()
+            stats.observe_outputs(info.id, info.modality, [r.stats for r in results])
+        except Exception as e:
+            return error_response(e, request_id)
+        headers = {"X-Request-Id": request_id}
+        if body.response_format == "png":
+            out = results[0].output
+            headers.update({"X-Seed": str(out.seed), "X-Class-Id": str(out.class_id)})
+            return Response(out.png, media_type="image/png", headers=headers)
+        answer = ImagesResponse(created=int(time.time()), model=info.id, data=[
+            ImageData(b64_json=base64.b64encode(r.output.png).decode(), seed=r.output.seed,
+                      class_id=r.output.class_id) for r in results])
+        return JSONResponse(answer.model_dump(), headers=headers)
+
+    png_answer: dict[int | str, dict[str, Any]] = {200: {
+        "model": ImagesResponse, "description": "JSON with base64 PNGs, or (response_format png) the PNG bytes.",
+        "content": {"image/png": {}}}}
+
+    @app.post("/v1/images", responses={**png_answer, **ERRORS}, summary="Generate images of one class")
+    async def create_images(body: ImageGenerationBody, request: Request) -> Response:
+        return await generate(body, request)
+
+    @app.post("/v1/images/generations", responses={**png_answer, **ERRORS},
+              summary="OpenAI-style alias of POST /v1/images")
+    async def create_images_openai(body: ImageGenerationBody, request: Request) -> Response:
+        return await generate(body, request)
+
+    @app.get("/v1/models", response_model=ModelList, responses={503: ERRORS[503]}, summary="The loaded models")
+    async def list_models(request: Request) -> Response:
+        try:
+            info = await info_or_not_ready()
+        except Exception as e:
+            return error_response(e, request_id_of(request))
+        return JSONResponse({"object": "list", "data": [info.to_json()]})
+
+    @app.get("/healthz", summary="200 while the process lives")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: ERRORS[503]}, summary="200 once every configured model answers")
+    async def readyz(request: Request) -> Response:
+        try:
+            info = await asyncio.wait_for(info_or_not_ready(), cfg.ready_timeout_s)
+        except TimeoutError:
+            return error_response(NotReady("the generator did not answer in time"), request_id_of(request))
+        except Exception as e:
+            return error_response(e if isinstance(e, ServiceError) else NotReady(f"not ready: {type(e).__name__}"),
+                                  request_id_of(request))
+        return JSONResponse({"status": "ready", "models": [info.id]})
+
+    @app.get("/metrics", summary="Prometheus text exposition of the djepa_* metrics",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus() -> Response:
+        body, content_type = stats.exposition()
+        return Response(body, media_type=content_type)
+
+    return app
+

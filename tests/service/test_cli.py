@@ -1,0 +1,38 @@
+"""`djepa serve`'s reading of deploy/serve.yaml (starting Ray is covered by test_serve.py's fixture)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from djepa_core.cli import build_parser
+from service.cli import example_curl, load_plan
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "serve.yaml"
+
+
+def test_the_deploy_file_is_read() -> None:
+    plan = load_plan(CONFIG)
+    assert (plan.app_name, plan.route_prefix, plan.host, plan.port) == ("djepa", "/", "127.0.0.1", 8000)
+    gen = plan.options["ImageGenerator"]
+    assert gen["max_ongoing_requests"] >= gen["user_config"]["max_batch_size"]
+    assert gen["ray_actor_options"]["num_cpus"] < 1 and "max_queued_requests" in gen
+    assert plan.config.engine.checkpoint is None and plan.config.max_images_per_request == 16
+
+
+def test_command_line_overrides(tmp_path: Path) -> None:
+    plan = load_plan(CONFIG, host="127.0.0.1", port=9123, engine_overrides={"preset": "djepa-tiny", "device": None})
+    assert plan.port == 9123 and plan.config.engine.preset == "djepa-tiny" and plan.config.engine.device == "cpu"
+    with pytest.raises(FileNotFoundError):
+        load_plan(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("applications:\n  - name: x\n    args: {enginee: {}}\n")
+    with pytest.raises(ValueError, match="enginee"):
+        load_plan(bad)
+
+
+def test_serve_is_a_djepa_command() -> None:
+    args = build_parser().parse_args(["serve", "--preset", "djepa-tiny", "--port", "0"])
+    assert args.command == "serve" and callable(args.func)
+    assert "/v1/images" in example_curl("http://127.0.0.1:8000")
