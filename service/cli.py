@@ -30,10 +30,12 @@ class ServePlan:
     options: dict[str, dict[str, Any]]
     host: str
     port: int
+    grpc_port: int | None = None  # None: no gRPC proxy (the file has no grpc_options)
+    grpc_servicer_functions: tuple[str, ...] = ()
 
 
 def load_plan(path: Path | None, host: str | None = None, port: int | None = None,
-              engine_overrides: dict[str, Any] | None = None) -> ServePlan:
+              engine_overrides: dict[str, Any] | None = None, grpc_port: int | None = None) -> ServePlan:
     """Read a Ray Serve config file (its first application) and apply the command line's overrides."""
     data: dict[str, Any] = {}
     if path is not None:
@@ -54,9 +56,13 @@ def load_plan(path: Path | None, host: str | None = None, port: int | None = Non
     args["engine"] = engine
     options = {d["name"]: dict(d) for d in app.get("deployments") or []}
     http = dict(data.get("http_options") or {})
+    grpc = dict(data.get("grpc_options") or {})
+    functions = tuple(str(f) for f in grpc.get("grpc_servicer_functions") or ())
     return ServePlan(app_name=str(app.get("name", "djepa")), route_prefix=str(app.get("route_prefix", "/")),
                      config=AppConfig.from_dict(args), options=options,
-                     host=host or str(http.get("host", "127.0.0.1")), port=int(port or http.get("port", 8000)))
+                     host=host or str(http.get("host", "127.0.0.1")), port=int(port or http.get("port", 8000)),
+                     grpc_port=int(grpc_port or grpc.get("port", 9000)) if functions else None,
+                     grpc_servicer_functions=functions)
 
 
 def example_curl(url: str) -> str:
@@ -73,7 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
     plan = load_plan(args.config, args.host, args.port, {
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "reference": str(args.reference) if args.reference else None,
-        "vae": str(args.vae) if args.vae else None, "preset": args.preset, "device": args.device})
+        "vae": str(args.vae) if args.vae else None, "preset": args.preset, "device": args.device},
+        grpc_port=args.grpc_port)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -82,12 +89,15 @@ def _serve(args: argparse.Namespace) -> int:
     ray_local.start_ray(num_cpus=args.num_cpus, metrics_port=args.metrics_port)
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        local = ray_local.start_serve(plan.host, plan.port)
+        local = ray_local.start_serve(plan.host, plan.port, grpc_port=plan.grpc_port,
+                                      grpc_servicer_functions=plan.grpc_servicer_functions)
         serve.run(build_app(plan.config, plan.options), name=plan.app_name, route_prefix=plan.route_prefix)
         prefix = "" if plan.route_prefix == "/" else plan.route_prefix
         url = local.url + prefix
         print(f"djepa serving at {url}  (docs {url}/docs, metrics {url}/metrics"
               + (f", Ray metrics port {args.metrics_port}" if args.metrics_port else "") + ")")
+        if local.grpc_port is not None:
+            print(f"gRPC (djepa.v1.Generation, reflection on) at {plan.host}:{local.grpc_port}")
         print(f"try:  {example_curl(url)}")
         print("Ctrl-C or SIGTERM stops it.", flush=True)
         while not stop.wait(0.5):
@@ -101,13 +111,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("serve", help="serve image generation over HTTP (Ray Serve)",
+    s = sub.add_parser("serve", help="serve image generation over HTTP and gRPC (Ray Serve)",
                        description="Start a local Ray on loopback, deploy the image service of the config "
                                    "file, print its URL, and serve until Ctrl-C or SIGTERM.")
     s.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None,
                    help="Ray Serve config file (default: deploy/serve.yaml when present)")
     s.add_argument("--host", help="listen address (default: the config's http_options.host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="listen port (default: the config's http_options.port, 8000)")
+    s.add_argument("--grpc-port", type=int, help="gRPC proxy port (default: the config's grpc_options.port, 9000)")
     src = s.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="a djepa .safetensors checkpoint (default: the embedded model)")
     src.add_argument("--reference", type=Path, help="a reference .pth checkpoint, imported at load (needs --vae)")

@@ -11,6 +11,13 @@ from typing import Any
 
 from djepa_core.config import from_dict_strict
 
+# grpc_options.grpc_servicer_functions (deploy/serve.yaml): the services Ray Serve's gRPC proxy registers;
+# it routes each RPC to the ingress deployment's method of the same name (GenerateImages, ..., Check, Watch)
+GRPC_SERVICER_FUNCTIONS = (
+    "service.proto_gen.djepa.v1.generation_pb2_grpc.add_GenerationServicer_to_server",
+    "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
+)
+
 
 @dataclass(frozen=True)
 class EngineConfig:

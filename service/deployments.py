@@ -1,4 +1,4 @@
-"""Ray Serve deployments: the image generator (batched) and the ingress (FastAPI), and the app builder.
+"""Ray Serve deployments: the image generator (batched) and the ingress (FastAPI + gRPC), and the app builder.
 
 `app_builder` is the `import_path` of deploy/serve.yaml, so the same file drives `djepa serve` and
 `serve run` / `serve deploy` on an existing cluster (where Ray applies the file's `deployments:`
@@ -10,18 +10,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import grpc
 from fastapi import FastAPI
+from grpc_health.v1 import health_pb2
 from ray import serve
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
 from service.config import AppConfig, BatchConfig, EngineConfig
 from service.engine import TorchImageEngine
 from service.errors import NotReady, QueueFull
+from service.ingress.grpc import GenerationServicer
 from service.ingress.http import create_app
+from service.metrics import ServiceMetrics
+from service.proto_gen.djepa.v1 import generation_pb2 as pb
 from service.types import GeneratedImage, ImageItem, ModelInfo
 
 GENERATOR = "ImageGenerator"
@@ -101,17 +107,60 @@ class HandleBackend:
         return result
 
 
+class StreamFailed(Exception):
+    """Raised after a streaming RPC set an error code: Ray Serve keeps a code set on the context only
+    when the method raises (a unary method returns an empty message instead)."""
+
+
 @serve.deployment(name=INGRESS, ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=512)
 @serve.ingress()
 class IngressDeployment:
-    """Holds the FastAPI app (ingress/http.py); calls the generator through its handle."""
+    """Both doors into the generators: the FastAPI app (ingress/http.py) and the gRPC methods
+    (ingress/grpc.py, through Ray Serve's gRPC proxy), over one handle backend and one metrics registry."""
 
     def __init__(self, generator: DeploymentHandle[Any], args: Mapping[str, Any]) -> None:
         self.config = AppConfig.from_dict(dict(args))
         self.backend = HandleBackend(generator, self.config.retry_after_s)
+        self.metrics = ServiceMetrics()
+        self.grpc = GenerationServicer(self.backend, self.config, self.metrics)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.backend, self.config)
+        return create_app(self.backend, self.config, self.metrics)
+
+    # djepa.v1.Generation (method names are the RPC names: Ray Serve's gRPC proxy calls them)
+
+    async def GenerateImages(self, request: pb.GenerateImagesRequest,
+                             grpc_context: RayServegRPCContext) -> pb.GenerateImagesResponse:
+        return await self.grpc.generate_images(request, grpc_context)
+
+    async def GenerateSpeech(self, request: pb.GenerateSpeechRequest,
+                             grpc_context: RayServegRPCContext) -> AsyncIterator[pb.AudioChunk]:
+        async for chunk in self.grpc.generate_speech(request, grpc_context):
+            yield chunk
+        if grpc_context.code() not in (None, grpc.StatusCode.OK):
+            raise StreamFailed(grpc_context.details())
+
+    async def GenerateVideo(self, request: pb.GenerateVideoRequest,
+                            grpc_context: RayServegRPCContext) -> pb.GenerateVideoResponse:
+        return await self.grpc.generate_video(request, grpc_context)
+
+    async def ListModels(self, request: pb.ListModelsRequest,
+                         grpc_context: RayServegRPCContext) -> pb.ListModelsResponse:
+        return await self.grpc.list_models(request, grpc_context)
+
+    # grpc.health.v1.Health
+
+    async def Check(self, request: health_pb2.HealthCheckRequest,
+                    grpc_context: RayServegRPCContext) -> health_pb2.HealthCheckResponse:
+        return await self.grpc.health_check(request, grpc_context)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest,
+                    grpc_context: RayServegRPCContext) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        """The current status, once (a proxy-routed call cannot hold a stream open for changes)."""
+        answer = await self.grpc.health_check(request, grpc_context)
+        if grpc_context.code() not in (None, grpc.StatusCode.OK):
+            raise StreamFailed(grpc_context.details())
+        yield answer
 
 
 def build_app(config: AppConfig, options: Mapping[str, Mapping[str, Any]] | None = None) -> Any:

@@ -48,6 +48,12 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class NotDeployed(ServiceError):
+    """No model of the asked modality is deployed (speech and video until their generators exist)."""
+
+    code = "not_deployed"
+
+
 class InternalError(ServiceError):
     code = "internal_error"
 
@@ -68,6 +74,7 @@ _TABLE: dict[type[ServiceError], tuple[int, str, str]] = {
     QueueFull: (429, "RESOURCE_EXHAUSTED", "queue_full"),
     DeadlineExceeded: (504, "DEADLINE_EXCEEDED", "deadline"),
     NotReady: (503, "UNAVAILABLE", "not_ready"),
+    NotDeployed: (501, "UNIMPLEMENTED", "not_deployed"),
     InternalError: (500, "INTERNAL", "internal"),
 }
 

@@ -43,7 +43,8 @@ class ServiceMetrics:
         self.rejected = Counter("djepa_rejected_total", "Requests answered with an error.", ["model", "reason"],
                                 registry=r)
 
-    def observe_request(self, endpoint: str, model: str, status: int, seconds: float) -> None:
+    def observe_request(self, endpoint: str, model: str, status: int | str, seconds: float) -> None:
+        """One answered request: HTTP status (REST) or gRPC code name (gRPC, endpoint "/pkg.Service/RPC")."""
         self.request_duration.labels(endpoint, model, str(status)).observe(seconds)
 
     def observe_outputs(self, model: str, modality: Modality, stats: list[BatchStats]) -> None:

@@ -14,7 +14,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ class LocalRay:
     http_host: str | None = None
     http_port: int | None = None
     metrics_port: int | None = None
+    grpc_port: int | None = None  # Ray Serve's gRPC proxy, when started
 
     @property
     def url(self) -> str:
@@ -77,17 +78,26 @@ def start_ray(num_cpus: int = 2, num_gpus: int | None = None, metrics_port: int 
     return _current
 
 
-def start_serve(host: str = LOOPBACK, port: int | None = None, access_log: bool = True) -> LocalRay:
+def start_serve(host: str = LOOPBACK, port: int | None = None, access_log: bool = True,
+                grpc_port: int | None = None, grpc_servicer_functions: Sequence[str] = ()) -> LocalRay:
     """Start Serve's HTTP proxy on `host:port` (port None: a free one) in the Ray of `start_ray`;
-    `access_log` False keeps Serve from logging every request."""
+    `access_log` False keeps Serve from logging every request. With `grpc_servicer_functions`, also
+    the gRPC proxy on `grpc_port` (None: a free one), reflection on. Ray binds the gRPC proxy on
+    every interface ("[::]:port", not configurable in Ray 2.60); clients here use 127.0.0.1."""
     from ray import serve
 
     if _current is None:
         raise RuntimeError("start_ray() first")
     port = port if port is not None else free_port(host)
+    grpc: dict[str, Any] = {}
+    if grpc_servicer_functions:
+        grpc_port = grpc_port if grpc_port is not None else free_port(host)
+        grpc = {"grpc_options": {"port": grpc_port, "grpc_servicer_functions": list(grpc_servicer_functions),
+                                 "enable_reflection": True}}
     serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly",
-                logging_config={"enable_access_log": access_log})
+                logging_config={"enable_access_log": access_log}, **grpc)
     _current.http_host, _current.http_port = host, port
+    _current.grpc_port = grpc_port if grpc else None
     return _current
 
 

@@ -70,7 +70,9 @@ def register(sub: Any) -> None:
     s.add_argument("--checkpoint", type=Path, action="append",
                    help="djepa .safetensors generator (repeatable; default: the embedded model)")
     s.add_argument("--name", action="append", help="row name per --checkpoint")
-    s.add_argument("--per-class", type=int, default=36, help="samples per class (default 36: 360, the test size)")
+    s.add_argument("--per-class", type=int, default=144,
+                   help="samples per class (default 144: 1,440, the size of the training split, so the sample-size "
+                        "bias of the Fréchet distance matches the train-vs-test floor's)")
     s.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed+i")
     s.add_argument("--classifier-seed", type=int, default=0, help="seed of the evaluation classifier")
     s.add_argument("--steps", type=int, help="masked-AR steps (default: the model's)")

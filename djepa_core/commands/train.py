@@ -13,12 +13,21 @@ def _train(args: argparse.Namespace) -> int:
     from djepa_core.trainers.config import dump_config, load_config
 
     if args.export is not None:
-        from djepa_core.trainers.loop import export_checkpoint
+        import yaml
+
+        from djepa_core.trainers.export import export_checkpoint
 
         if args.out is None:
             print("error: --export needs --out", file=sys.stderr)
             return 2
-        print(f"wrote {export_checkpoint(args.export, args.out)}")
+        sampling = {}
+        for item in args.sampling or []:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                print(f"error: --sampling expects key=value, got {item!r}", file=sys.stderr)
+                return 2
+            sampling[key] = yaml.safe_load(raw)
+        print(f"wrote {export_checkpoint(args.export, args.out, sampling, args.name)}")
         return 0
     config = load_config(args.config, args.set or [])
     if args.print_config:
@@ -47,4 +56,7 @@ def register(sub: Any) -> None:
     s.add_argument("--export", type=Path, metavar="CKPT",
                    help="write a training checkpoint's EMA weights as a djepa .safetensors (needs --out) and exit")
     s.add_argument("--out", type=Path, help="output of --export")
+    s.add_argument("--sampling", action="append", metavar="KEY=VALUE",
+                   help="with --export: override a sampling default stored in the file, e.g. cfg_scale=3.0")
+    s.add_argument("--name", help="with --export: the generator's name")
     s.set_defaults(func=_train)

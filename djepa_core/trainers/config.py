@@ -56,6 +56,9 @@ class LoopConfig:
     batch_size: int = 64  # global batch per optimizer step (all ranks and micro-batches)
     grad_accum: int = 1
     ema_decay: float = 0.9999
+    # EMA warm-up: decay_k = min(ema_decay, (1 + k) / (10 + k)) at optimizer step k, so that short runs do not
+    # carry their initial weights in the average (off in the reference recipe, on for the small CPU runs)
+    ema_warmup: bool = False
     compile: bool = False
     grad_checkpointing: bool = False
     threads: int = 1  # torch CPU threads per process (0: torch's default)

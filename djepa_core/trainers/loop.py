@@ -264,7 +264,10 @@ class Trainer:
                 sums[3] += grad_norm.detach().float()
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                self.ema.update(self.model)
+                decay = cfg.loop.ema_decay
+                if cfg.loop.ema_warmup:
+                    decay = min(decay, (1 + self.step) / (10 + self.step))
+                self.ema.update(self.model, decay)
                 self.step += 1
                 window_steps += 1
                 window_images += cfg.loop.batch_size
@@ -309,21 +312,3 @@ def train(config: TrainConfig, max_steps: int | None = None) -> dict[str, float]
     finally:
         teardown()
 
-
-def export_checkpoint(path: str | Path, out: str | Path) -> Path:
-    """A training checkpoint's EMA weights as a djepa generator file (rebuilt from the checkpoint alone)."""
-    import json
-
-    from djepa_core.checkpoint import save_generator
-    from djepa_core.pipeline import ImageGenerator
-
-    state = ckpt.load_checkpoint(path)
-    gen_config = GeneratorConfig.from_dict(state["generator_config"])
-    model = DJEPA(gen_config.model)
-    model.load_state_dict(state["ema"])
-    tokenizer = build_tokenizer(gen_config.tokenizer)
-    tok_ckpt = state["config"].get("tokenizer_checkpoint", "")
-    if tok_ckpt:
-        load_tokenizer_weights(tokenizer, tok_ckpt)
-    gen = ImageGenerator(gen_config, model, tokenizer)
-    return save_generator(out, gen, {"train_step": str(state["step"]), "train_config": json.dumps(state["config"])})

@@ -1,6 +1,6 @@
 """The REST ingress (FastAPI): service.md's routes, one error mapping, metrics recorded per request.
 
-The app talks to generators through an `ImageBackend` (deployments.py: a Ray Serve handle; tests can
+The app talks to generators through an `ImageBackend` (ingress/common.py; deployments.py: a Ray Serve handle; tests can
 inject an in-process one), so this file knows nothing of Ray.
 """
 
@@ -10,10 +10,9 @@ import asyncio
 import base64
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.batching import expand
 from service.config import AppConfig
 from service.errors import (
-    DeadlineExceeded,
     InvalidRequest,
     MalformedRequest,
     NotReady,
@@ -31,24 +29,14 @@ from service.errors import (
     new_request_id,
     to_answer,
 )
+from service.ingress.common import ImageBackend, generate_all, parse_timeout
 from service.metrics import ServiceMetrics
-from service.types import GeneratedImage, ImageItem, ImageRequest, ModelInfo
+from service.types import ImageRequest, ModelInfo
 
 log = logging.getLogger("djepa.service")
 
 TIMEOUT_HEADER = "X-Request-Timeout"  # seconds; lowers the configured deadline for one request
 COUNTED = {"/v1/images", "/v1/images/generations", "/v1/models"}  # health and metrics are not counted
-
-
-class ImageBackend(Protocol):
-    async def model_info(self) -> ModelInfo:
-        """The served model (NotReady while no generator answers)."""
-        ...
-
-    async def generate(self, item: ImageItem) -> GeneratedImage:
-        """One image (QueueFull when the generator's queue is full). Cancelling the awaiting task
-        cancels the work."""
-        ...
 
 
 class ImageGenerationBody(BaseModel):
@@ -196,16 +184,7 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
 
     def deadline_of(request: Request) -> float:
         raw = request.headers.get(TIMEOUT_HEADER)
-        if raw is None:
-            return cfg.request_timeout_s
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InvalidRequest(f"{TIMEOUT_HEADER} must be a number of seconds, got {raw!r}",
-                                 TIMEOUT_HEADER) from None
-        if not (math.isfinite(value) and value > 0):
-            raise InvalidRequest(f"{TIMEOUT_HEADER} must be > 0, got {raw!r}", TIMEOUT_HEADER)
-        return min(value, cfg.request_timeout_s)
+        return cfg.request_timeout_s if raw is None else parse_timeout(raw, TIMEOUT_HEADER, cfg.request_timeout_s)
 
     async def generate(body: ImageGenerationBody, request: Request) -> Response:
         request_id = request_id_of(request)
@@ -217,15 +196,7 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
                                      "response_format")
             timeout = deadline_of(request)
             with stats.in_flight_request(info.id):
-                tasks = [asyncio.ensure_future(backend.generate(item)) for item in items]
-                try:
-                    results = await asyncio.wait_for(asyncio.gather(*tasks), timeout)
-                except TimeoutError:
-                    raise DeadlineExceeded(f"deadline of {timeout:g}s passed") from None
-                finally:
-                    for t in tasks:
-                        if not t.done():
-                            t.cancel()
+                results = await generate_all(backend, items, timeout)
             stats.observe_outputs(info.id, info.modality, [r.stats for r in results])
         except Exception as e:
             return error_response(e, request_id)

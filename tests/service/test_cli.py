@@ -36,3 +36,11 @@ def test_serve_is_a_djepa_command() -> None:
     args = build_parser().parse_args(["serve", "--preset", "djepa-tiny", "--port", "0"])
     assert args.command == "serve" and callable(args.func)
     assert "/v1/images" in example_curl("http://127.0.0.1:8000")
+
+
+def test_the_deploy_file_enables_grpc_with_the_services_of_the_app() -> None:
+    from service.config import GRPC_SERVICER_FUNCTIONS
+
+    plan = load_plan(CONFIG)
+    assert plan.grpc_port == 9000 and plan.grpc_servicer_functions == GRPC_SERVICER_FUNCTIONS
+    assert load_plan(CONFIG, grpc_port=9100).grpc_port == 9100

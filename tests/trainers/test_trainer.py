@@ -9,7 +9,8 @@ import torch
 from djepa_core.checkpoint import load_generator
 from djepa_core.models.djepa import DJEPA, LossOutput
 from djepa_core.trainers import state as ckpt
-from djepa_core.trainers.loop import NonFiniteLossError, Trainer, export_checkpoint
+from djepa_core.trainers.export import export_checkpoint
+from djepa_core.trainers.loop import NonFiniteLossError, Trainer
 from djepa_core.trainers.optim import param_groups
 
 from .helpers import tiny_config
@@ -47,8 +48,11 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert _params_equal(gen.model.state_dict(), resumed.ema.state_dict())
     latest = ckpt.latest_checkpoint(tmp_path / "split")
     assert latest is not None and latest.name == "ckpt-00000004.pt"
-    exported = export_checkpoint(latest, tmp_path / "export.safetensors")
-    assert _params_equal(load_generator(exported).model.state_dict(), resumed.ema.state_dict())
+    exported = export_checkpoint(latest, tmp_path / "export.safetensors", {"cfg_scale": 3.5}, "tuned")
+    reloaded = load_generator(exported)
+    assert _params_equal(reloaded.model.state_dict(), resumed.ema.state_dict())
+    assert reloaded.config.sampling.cfg_scale == 3.5 and reloaded.config.name == "tuned"
+    assert reloaded.config.model == resumed.gen_config.model
 
 
 def test_checkpoints_keep_last_k_and_store_config(tmp_path: Path) -> None:
@@ -108,3 +112,12 @@ def test_no_decay_groups() -> None:
     assert {"buffer", "class_emb.weight", "encoder_pos_embed_learned", "z_proj.bias"} <= nd
     assert "z_proj.weight" in d and "encoder_blocks.0.attn.qkv.weight" in d
     assert not any(n.startswith("diffloss.") for n in d)
+
+
+def test_ema_warmup(tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(tmp_path, "loop.ema_warmup=true", "loop.ema_decay=0.99"))
+    init = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train(max_steps=1)
+    online, ema = trainer.model.state_dict(), trainer.ema.state_dict()
+    k = "z_proj.weight"  # step 0: decay min(0.99, 1/10) = 0.1
+    torch.testing.assert_close(ema[k], 0.1 * init[k] + 0.9 * online[k])
