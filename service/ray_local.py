@@ -68,7 +68,10 @@ def start_ray(num_cpus: int = 2, num_gpus: int | None = None, metrics_port: int 
     if metrics_port is not None:
         kwargs["_metrics_export_port"] = metrics_port
     try:
+        # Ray still runs its dashboard head process (job/state APIs) without the UI: give it a free
+        # loopback port so that overlapping runs on one machine never fight over 8265
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, _node_ip_address=LOOPBACK,
+                 dashboard_host=LOOPBACK, dashboard_port=free_port(),
                  logging_level=logging_level, log_to_driver=True, configure_logging=True,
                  **kwargs)
     finally:
