@@ -34,6 +34,7 @@ def save_generator(path: str | Path, gen: ImageGenerator, extra_metadata: dict[s
     meta.update(extra_metadata or {})
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # a model file, readable by the serving user
     tmp.replace(path)
     return path
 

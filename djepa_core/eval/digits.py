@@ -4,10 +4,10 @@ Protocol (seeds fixed): the classifier (classifier.py, seed 0) is fit on the rea
 `per_class` samples of each class are generated with seeds 0, 1, ... (sample i uses seed
 `seed + i`); samples are clamped to [-1, 1]. The Fréchet estimate is biased upwards at small N
 (real train images vs test: 10.4 at N=100, 3.8 at N=360, 1.95 at N=1,437), so the command's
-default (144 per class, 1,440 samples) matches the floor's N (the 1,437 training images). Reported: classifier accuracy on the real test split
-and on the samples (and their ratio), Fréchet distance of classifier features samples-vs-test and
-the floor train-vs-test (and their ratio). Targets of the embedded model: accuracy ratio >= 0.9 and
-Fréchet ratio <= 3.
+default (144 per class, 1,440 samples) matches the floor's N (the 1,437 training images).
+Reported: classifier accuracy on the real test split and on the samples (and their ratio),
+Fréchet distance of classifier features samples-vs-test and the floor train-vs-test (and their ratio).
+Targets of the embedded model: accuracy ratio >= 0.9 and Fréchet ratio <= 3.
 """
 
 from __future__ import annotations
