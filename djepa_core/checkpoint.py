@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from djepa_core.compat.reference import check_and_load
+from djepa_core.compat.state_dict import load_strict
 from djepa_core.config import GeneratorConfig
 from djepa_core.models.djepa import DJEPA
 from djepa_core.pipeline import ImageGenerator
@@ -73,6 +73,6 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> Imag
                 tok_sd[key[len("tokenizer."):]] = f.get_tensor(key)
             else:
                 raise ValueError(f"{path}: unexpected tensor {key!r}")
-    check_and_load(model, model_sd, f"{path.name} (model)")
-    check_and_load(tokenizer, tok_sd, f"{path.name} (tokenizer)")
+    load_strict(model, model_sd, f"{path.name} (model)")
+    load_strict(tokenizer, tok_sd, f"{path.name} (tokenizer)")
     return ImageGenerator(config, model.eval(), tokenizer).to(device)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from djepa_core.checkpoint import FORMAT, load_generator, read_config, save_generator
 from djepa_core.compat.convert import convert_reference, import_reference
-from djepa_core.compat.reference import read_checkpoint
+from djepa_core.compat.state_dict import read_container
 from djepa_core.config import GeneratorConfig
 from djepa_core.pipeline import ImageGenerator
 from djepa_core.tokenizers.image_vae import VAETokenizer
@@ -185,11 +185,11 @@ def test_non_allow_listed_pickle_refused(reference_files: dict[str, Any]) -> Non
     path = reference_files["folder"] / "evil.pth"
     torch.save({"model": reference_files["weights"], "extra": NotAllowed()}, path)
     with pytest.raises(ValueError, match="weights_only"):
-        read_checkpoint(path)
+        read_container(path)
     with pytest.raises(ValueError, match="weights_only"):
         import_reference(path, reference_files["vae_pth"])
     # the allow-listed namespace alone loads
-    assert isinstance(read_checkpoint(reference_files["pth"])["args"], argparse.Namespace)
+    assert isinstance(read_container(reference_files["pth"])["args"], argparse.Namespace)
 
 
 def test_pth_given_as_checkpoint_is_refused_clearly(tmp_path: Path) -> None:

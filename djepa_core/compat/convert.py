@@ -8,12 +8,11 @@ from djepa_core.checkpoint import save_generator
 from djepa_core.compat.mar_vae import load_mar_vae, read_state_dict
 from djepa_core.compat.reference import (
     args_of,
-    check_and_load,
     config_from_reference,
     infer_reference_args,
     pick_weights,
-    read_checkpoint,
 )
+from djepa_core.compat.state_dict import load_strict, read_container
 from djepa_core.compat.vae_parity import config_from_shapes
 from djepa_core.config import GeneratorConfig, TokenizerConfig
 from djepa_core.models.djepa import DJEPA
@@ -25,7 +24,7 @@ from djepa_core.tokenizers.image_vae import KL16_MAR_SCALE, VAETokenizer
 def import_reference(checkpoint: str | Path, vae: str | Path, which: str = "model_ema",
                      preset: str | None = None, name: str | None = None) -> ImageGenerator:
     """Build our generator from the reference's files, refusing any key or shape mismatch."""
-    ckpt = read_checkpoint(checkpoint)
+    ckpt = read_container(checkpoint)
     state = pick_weights(ckpt, which)
     args = args_of(ckpt)
     if args is not None:
@@ -37,7 +36,7 @@ def import_reference(checkpoint: str | Path, vae: str | Path, which: str = "mode
     if not any(k.startswith("jepaloss.") for k in state) and model_cfg.jepa_weight > 0:
         model_cfg = model_cfg.replace(jepa_weight=0.0)  # trained without the JEPA loss
     model = DJEPA(model_cfg)
-    check_and_load(model, state, f"{Path(checkpoint).name} ({which})")
+    load_strict(model, state, f"{Path(checkpoint).name} ({which})")
 
     vae_state = read_state_dict(vae)
     vae_cfg = config_from_shapes({k: list(v.shape) for k, v in vae_state.items()})

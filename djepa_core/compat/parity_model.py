@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from djepa_core.compat.compare import ParityResult, compare
-from djepa_core.compat.reference import check_and_load, config_from_reference, pick_weights, read_checkpoint
+from djepa_core.compat.reference import config_from_reference, pick_weights
+from djepa_core.compat.state_dict import load_strict, read_container
 from djepa_core.heads.flow import flow_training_losses
 from djepa_core.heads.gaussian import gaussian_training_losses, masked_mean, p_mean_variance
 from djepa_core.heads.mlp import timestep_embedding
@@ -55,8 +56,8 @@ class ModelFixture:
         self.golden = load_file(str(folder / files["golden"]))
         self.config = config_from_reference(self.desc["model_config"])
         self.model = DJEPA(self.config).eval()
-        state = pick_weights(read_checkpoint(folder / files["weights"]))
-        check_and_load(self.model, state, f"{files['weights']}")
+        state = pick_weights(read_container(folder / files["weights"]))
+        load_strict(self.model, state, f"{files['weights']}")
         self.gauss = self.config.head == "gauss"
 
     def g(self, name: str) -> torch.Tensor:

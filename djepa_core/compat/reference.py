@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from djepa_core.compat.state_dict import load_strict, pick_state, read_container
+from djepa_core.compat.state_dict import pick_state
 from djepa_core.config import ModelConfig
 
 # the reference's model constructors -> (width, depth, heads, head depth, head width)
@@ -107,11 +105,6 @@ def infer_reference_args(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     )
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A reference `.pth` (weights only, argparse.Namespace allowed) or a `.safetensors` state dict."""
-    return read_container(path)
-
-
 def pick_weights(ckpt: Mapping[str, Any], which: str = "model_ema") -> dict[str, torch.Tensor]:
     """The state dict under `which` (falling back to `model`, or a flat dict of tensors)."""
     return pick_state(ckpt, (which, "model", "model_ema"))
@@ -122,8 +115,3 @@ def args_of(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
     if args is None:
         return None
     return dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args)
-
-
-def check_and_load(module: nn.Module, state: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
-    """Strict load that names every missing, unexpected and mis-shaped key before touching weights."""
-    load_strict(module, state, what)
