@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 RUN_ARGS ?= --config deploy/serve.yaml --host 127.0.0.1 --port 8000
 
-.PHONY: setup run test lint typecheck pytest parity clean
+.PHONY: setup sysdeps run test lint typecheck pytest parity clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,21 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy djepa_core service tests
 
-pytest: setup
+# System packages of the tests: Debian's prometheus (prometheus + promtool: tests/deploy and
+# tests/service/test_prometheus.py), installed when missing and root (CI is); without them those tests
+# skip, or fail under DJEPA_REQUIRE_FIXTURES=1 (.ci/run)
+sysdeps:
+	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	else echo "sysdeps: prometheus/promtool missing: apt-get install prometheus (as root)"; fi
+	@# Debian's espeak-ng: speech corpus, phoneme and loader tests (tests/data, tests/text); same rules
+	@if command -v espeak-ng >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng; \
+	else echo "sysdeps: espeak-ng missing: apt-get install espeak-ng (as root)"; fi
+
+pytest: setup sysdeps
 	$(PY) -m pytest -q
 
 parity: setup

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# GPU check of the trainer (shared/quality.md "Accelerator checks"): a short bf16 DDP training of djepa-b
-# (212M parameters) under torchrun on synthetic latents, printing images/s. Under 8 minutes on one GPU.
-# Needs only torch, numpy, safetensors, pyyaml, pillow, tqdm (the core dependencies; no Ray).
+# GPU check (shared/quality.md "Accelerator checks"), under 8 minutes on one GPU, printing every GPU figure:
+#  1. the trainer: a short bf16 DDP training of djepa-b (212M parameters) under torchrun on synthetic latents;
+#  2. the trainer step alone (`djepa bench train`): images/s and MFU of djepa-b, bf16 autocast;
+#  3. the sampler (`djepa bench sampler`): djepa-b with guidance at 64 AR steps, batch 256 (goal < 20 ms/image;
+#     the paper: 43 ms/image on an H800), fp32 and bf16 weights, reference (100 DDPM steps) and fewer steps.
+# Steps 2-3 need only torch, numpy and safetensors; step 1 also pyyaml, pillow and tqdm: on a machine without
+# them and without internet, carry wheels (pip download --only-binary=:all: --python-version 3.12 pyyaml pillow
+# tqdm -d bench/wheels) and they are installed from there; SKIP_TRAIN=1 skips step 1.
 #   bash bench/gpu_check.sh                      # 1 GPU
 #   NPROC=8 BATCH=1024 bash bench/gpu_check.sh   # all GPUs of a node
 # CPU dry run of the same path (gloo, fp32): PRESET=djepa-tiny DEVICE=cpu STEPS=4 BATCH=8 bash bench/gpu_check.sh
@@ -20,6 +25,10 @@ import torch
 print(f"torch {torch.__version__}, cuda {torch.version.cuda}, devices {torch.cuda.device_count()}",
       f"({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "(no GPU: CPU dry run)")
 PY
+if [ "${SKIP_TRAIN:-0}" != 1 ] && ! "$PY" -c "import yaml, PIL, tqdm" 2>/dev/null && [ -d bench/wheels ]; then
+  "$PY" -m pip install --quiet --no-index --find-links bench/wheels pyyaml pillow tqdm || true
+fi
+if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 start=$(date +%s)
 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" -m djepa_core.cli train \
   --set preset="$PRESET" --set run_dir="$RUN" --set device="$DEVICE" --set precision=auto --set resume=none \
@@ -41,3 +50,12 @@ print(f"{preset} DDP x{nproc} (bf16 autocast on CUDA, fp32 on CPU), global batch
       f"(windows {', '.join(f'{v:.0f}' for v in ips)}); final loss {float(last['loss']):.4f} "
       f"(denoise {float(last['denoise']):.4f}, jepa {float(last['jepa']):.4f}); wall {wall}s incl. start-up")
 PY
+fi
+DEV=$([ "$DEVICE" = auto ] && "$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" || echo "$DEVICE")
+echo "== trainer step alone (djepa bench train)"
+"$PY" -m djepa_core.cli bench train --preset "$PRESET" --batch "${TRAIN_BATCH:-64}" --steps 10 --warmup 3 --device "$DEV"
+echo "== sampler (djepa bench sampler)"
+for dtype in float32 bfloat16; do
+  "$PY" -m djepa_core.cli bench sampler --presets "$PRESET" --cases ref-64x100,ar16-x100 --cfg 3.0 \
+    --batch "${SAMPLE_BATCH:-256}" --repeats 2 --device "$DEV" --dtype "$dtype"
+done

@@ -18,12 +18,15 @@ from djepa_core.compat.state_dict import load_strict
 from djepa_core.config import GeneratorConfig
 from djepa_core.models.djepa import DJEPA
 from djepa_core.pipeline import ImageGenerator
-from djepa_core.tokenizers.factory import build_tokenizer
+from djepa_core.tokenizers.factory import build_any_tokenizer
+from djepa_core.tokenizers.video import VideoPatchTokenizer as VideoTokenizer
+from djepa_core.video_pipeline import VideoGenerator
 
 FORMAT = "djepa/1"
 
 
-def save_generator(path: str | Path, gen: ImageGenerator, extra_metadata: dict[str, str] | None = None) -> Path:
+def save_generator(path: str | Path, gen: ImageGenerator | VideoGenerator,
+                   extra_metadata: dict[str, str] | None = None) -> Path:
     """Write `gen` to `path` atomically (a temporary file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,12 +60,29 @@ def read_config(path: str | Path) -> GeneratorConfig:
 
 
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> ImageGenerator:
-    """Rebuild the generator stored in `path` (strict: every key and shape must match its config)."""
+    """Rebuild the image generator stored in `path` (strict: every key and shape must match its config)."""
+    gen = load_any_generator(path, device)
+    if isinstance(gen, VideoGenerator):
+        raise ValueError(f"{path} holds a video model; load it with load_video_generator")
+    return gen
+
+
+def load_video_generator(path: str | Path, device: torch.device | str = "cpu") -> VideoGenerator:
+    """Rebuild the video generator stored in `path` (strict, as :func:`load_generator`)."""
+    gen = load_any_generator(path, device)
+    if not isinstance(gen, VideoGenerator):
+        raise ValueError(f"{path} holds an image model, not a video model (tokenizer kind "
+                         f"{gen.config.tokenizer.kind!r})")
+    return gen
+
+
+def load_any_generator(path: str | Path, device: torch.device | str = "cpu") -> ImageGenerator | VideoGenerator:
+    """Rebuild the image or video generator stored in `path`, whichever its tokenizer config names."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     config = read_config(path)
-    model, tokenizer = DJEPA(config.model), build_tokenizer(config.tokenizer)
+    model, tokenizer = DJEPA(config.model), build_any_tokenizer(config.tokenizer)
     model_sd: dict[str, torch.Tensor] = {}
     tok_sd: dict[str, torch.Tensor] = {}
     with safe_open(str(path), framework="pt") as f:
@@ -75,4 +95,6 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> Imag
                 raise ValueError(f"{path}: unexpected tensor {key!r}")
     load_strict(model, model_sd, f"{path.name} (model)")
     load_strict(tokenizer, tok_sd, f"{path.name} (tokenizer)")
+    if isinstance(tokenizer, VideoTokenizer):
+        return VideoGenerator(config, model.eval(), tokenizer).to(device)
     return ImageGenerator(config, model.eval(), tokenizer).to(device)

@@ -74,8 +74,12 @@ class ModelConfig:
     mask_ratio_mean: float = 1.0
     mask_ratio_std: float = 0.25
     grad_checkpointing: bool = False
+    # init of the learned position tables: "normal" (the reference's N(0, 0.02)) or "sincos" (models/posembed.py)
+    pos_init: Literal["normal", "sincos"] = "normal"
 
     def __post_init__(self) -> None:
+        if self.pos_init not in ("normal", "sincos"):
+            raise ValueError(f"pos_init must be 'normal' or 'sincos', got {self.pos_init!r}")
         if self.encoder_dim % self.encoder_heads or self.decoder_dim % self.decoder_heads:
             raise ValueError("encoder_dim/decoder_dim must be divisible by their head counts")
         if self.head not in ("gauss", "flow"):
@@ -97,6 +101,8 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["grid"] = list(self.grid)
+        if self.pos_init == "normal":  # the reference's init: configs (and files) stay as before the option existed
+            del d["pos_init"]
         return d
 
     @classmethod
@@ -109,33 +115,44 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """How images become tokens: the KL-16 VAE (`vae`) or pixel patches (`patches`).
+    """How images become tokens: the KL-16 VAE (`vae`), pixel patches (`patches`), or pixel patches of
+    video clips (`video`: `num_frames` frames, `tubelet` consecutive frames per token).
 
     `scale`/`shift` map raw latents (or pixels in [-1, 1]) to the model's token space:
     tokens = (x - shift) * scale.
     """
 
-    kind: Literal["vae", "patches"] = "vae"
+    kind: Literal["vae", "patches", "video"] = "vae"
     image_size: int = 256
     channels: int = 3
     patch_size: int = 16  # pixels per token side (VAE: its stride, 16)
     scale: float = 0.2325
     shift: float = 0.0
     vae: dict[str, Any] = field(default_factory=dict)  # VAEConfig fields when kind == "vae"
+    num_frames: int = 1  # video: frames per clip
+    tubelet: int = 1  # video: frames per token (a multiple of num_frames)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("vae", "patches"):
-            raise ValueError(f"tokenizer kind must be 'vae' or 'patches', got {self.kind!r}")
+        if self.kind not in ("vae", "patches", "video"):
+            raise ValueError(f"tokenizer kind must be 'vae', 'patches' or 'video', got {self.kind!r}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
+        if self.num_frames < 1 or self.tubelet < 1 or self.num_frames % self.tubelet:
+            raise ValueError(f"num_frames {self.num_frames} must be a positive multiple of tubelet {self.tubelet}")
+        if self.kind != "video" and (self.num_frames, self.tubelet) != (1, 1):
+            raise ValueError("num_frames and tubelet apply to the video tokenizer only")
 
     @property
-    def grid(self) -> tuple[int, int]:
+    def grid(self) -> tuple[int, ...]:
+        """(h, w) token grid of an image, (t, h, w) of a video clip."""
         n = self.image_size // self.patch_size
-        return (n, n)
+        return (self.num_frames // self.tubelet, n, n) if self.kind == "video" else (n, n)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.kind != "video":  # image configs (and the files that store them) stay as before video existed
+            del d["num_frames"], d["tubelet"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenizerConfig:
@@ -151,7 +168,9 @@ class SamplingConfig:
     cfg_schedule: Literal["linear", "constant"] = "linear"
     temperature: float = 0.94
     head_steps: int | None = None  # override of the head's sampling steps (None: model's)
-    ode_method: Literal["euler", "heun"] = "euler"
+    ode_method: Literal["euler", "heun"] = "euler"  # flow head
+    diffusion_method: Literal["ddpm", "ddim"] = "ddpm"  # Gaussian head
+    ddim_eta: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

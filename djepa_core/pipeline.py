@@ -51,7 +51,8 @@ class ImageGenerator:
         """The config's sampling defaults with `overrides` (None values ignored)."""
         s = self.config.sampling
         base = SampleSettings(num_steps=s.num_steps, cfg_scale=s.cfg_scale, cfg_schedule=s.cfg_schedule,
-                              temperature=s.temperature, head_steps=s.head_steps, ode_method=s.ode_method)
+                              temperature=s.temperature, head_steps=s.head_steps, ode_method=s.ode_method,
+                              diffusion_method=s.diffusion_method, ddim_eta=s.ddim_eta)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     @torch.no_grad()

@@ -16,7 +16,7 @@ _REF_SAMPLING = SamplingConfig(num_steps=64, cfg_scale=1.0, temperature=0.94)
 
 
 def _model(width: int, depth: int, heads: int, head_depth: int, head_width: int, head: HeadKind = "gauss",
-           num_classes: int = 1000, grid: tuple[int, int] = (16, 16), token_dim: int = 16,
+           num_classes: int = 1000, grid: tuple[int, ...] = (16, 16), token_dim: int = 16,
            buffer_size: int = 64, **extra: Any) -> ModelConfig:
     """Equal encoder and predictor sizes; defaults: ImageNet 256 through the KL-16 VAE (16x16 tokens
     of 16 channels, 1000 classes, buffer 64)."""
@@ -32,6 +32,15 @@ def _digits_tokenizer() -> TokenizerConfig:
     # scikit-learn's 8x8 digits upsampled to 16x16, 1 channel, 4x4 pixel patches -> 4x4 grid of 16-dim tokens
     return TokenizerConfig(kind="patches", image_size=16, channels=1, patch_size=4, scale=1.0)
 
+
+def _moving_digits_tokenizer(canvas: int = 16) -> TokenizerConfig:
+    # moving-digits clips: 8 frames of canvas x canvas, 1 channel; tubelets of 2 frames x 4x4 pixels -> a (4, c/4, c/4)
+    # grid of 32-dim tokens (16: 64 space-time tokens, 12: 36; the model's learned position tables cover all of them)
+    return TokenizerConfig(kind="video", image_size=canvas, channels=1, patch_size=4, scale=1.0, num_frames=8,
+                           tubelet=2)
+
+
+_DIGIT_NAMES = tuple(str(i) for i in range(10))
 
 PRESETS: dict[str, GeneratorConfig] = {
     "djepa-b": GeneratorConfig(_model(768, 12, 12, 6, 1024), _VAE, _REF_SAMPLING,
@@ -61,6 +70,20 @@ PRESETS: dict[str, GeneratorConfig] = {
         _model(64, 2, 4, 2, 64, "gauss", 10, (4, 4), 16, 8, diffusion_batch_mul=2),
         _digits_tokenizer(), SamplingConfig(num_steps=4, cfg_scale=2.0, temperature=1.0, head_steps=10),
         name="djepa-tiny", class_names=tuple(str(i) for i in range(10))),
+    # the embedded default video model (djepa_core/assets/default_video.safetensors; configs/moving_digits.yaml)
+    "djepa-moving-digits": GeneratorConfig(
+        # 12x12 canvas (the 8x8 digit moves over 5 x 5 positions): on 16x16 (81 positions) three 17-42 minute CPU
+        # runs learned only the marginal token distribution (bench/train_moving_digits.md)
+        _model(128, 4, 4, 3, 256, "flow", 10, (4, 3, 3), 32, 8, diffusion_batch_mul=2, pos_init="sincos",
+               # wider masking than the reference's [0.7, 1]: more visible neighbours teach the predictor to read
+               # context; see bench/train_moving_digits.md
+               mask_ratio_min=0.3, mask_ratio_mean=0.7, mask_ratio_std=0.3),
+        _moving_digits_tokenizer(12), SamplingConfig(num_steps=32, cfg_scale=2.0, temperature=1.0, head_steps=32),
+        name="djepa-moving-digits", class_names=_DIGIT_NAMES),
+    "djepa-video-tiny": GeneratorConfig(
+        _model(32, 1, 2, 1, 32, "flow", 10, (4, 4, 4), 32, 4, diffusion_batch_mul=1, pos_init="sincos"),
+        _moving_digits_tokenizer(), SamplingConfig(num_steps=4, cfg_scale=2.0, temperature=1.0, head_steps=4),
+        name="djepa-video-tiny", class_names=_DIGIT_NAMES),
 }
 
 

@@ -78,6 +78,32 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class VideoConfig:
+    """The video generator of an application (`args.video` of deploy/serve.yaml; absent: no video model).
+
+    `engine` names the model as the image engine does (no checkpoint and no preset: the embedded default
+    video model, else an untrained `djepa-video-tiny`). GIF and WebP answers play at `fps` with every
+    pixel enlarged `upscale` times (nearest); `.npz` answers keep the native size.
+    """
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    fps: float = 8.0
+    upscale: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fps <= 100:
+            raise ValueError(f"video: fps must be in (0, 100], got {self.fps}")
+        if not 1 <= self.upscale <= 32:
+            raise ValueError(f"video: upscale must be in [1, 32], got {self.upscale}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoConfig:
+        data = dict(data)
+        engine = EngineConfig.from_dict(dict(data.pop("engine", None) or {}))
+        return dataclasses.replace(from_dict_strict(cls, data, "video"), engine=engine)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The application's `args`: the engine plus the ingress's limits."""
 
@@ -86,10 +112,19 @@ class AppConfig:
     request_timeout_s: float = 60.0  # deadline of a request (504 past it); X-Request-Timeout may lower it
     retry_after_s: int = 1  # Retry-After of a 429
     ready_timeout_s: float = 5.0  # how long /readyz waits for the generator's answer
+    max_body_bytes: int = 65536  # a larger request body is a 413
+    # API keys (`Authorization: Bearer <key>`; gRPC metadata `authorization`): from a file (one key a
+    # line, `#` comments) and/or the environment variable named here (keys separated by commas or
+    # whitespace). Neither set: no keys asked. Health, readiness and metrics stay open.
+    api_keys_file: str | None = None
+    api_keys_env: str | None = None
+    video: VideoConfig | None = None  # the video generator (None: POST /v1/videos answers 501 not_deployed)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_images_per_request <= 1024:
             raise ValueError(f"max_images_per_request must be in [1, 1024], got {self.max_images_per_request}")
+        if self.max_body_bytes < 1024:
+            raise ValueError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         if self.request_timeout_s <= 0 or self.ready_timeout_s <= 0:
             raise ValueError("request_timeout_s and ready_timeout_s must be > 0")
         if self.retry_after_s < 0:
@@ -99,8 +134,10 @@ class AppConfig:
     def from_dict(cls, data: dict[str, Any]) -> AppConfig:
         data = dict(data)
         engine = EngineConfig.from_dict(dict(data.pop("engine", None) or {}))
+        video_data = data.pop("video", None)
+        video = VideoConfig.from_dict(dict(video_data)) if video_data is not None else None
         rest = from_dict_strict(cls, data, "args")
-        return dataclasses.replace(rest, engine=engine)
+        return dataclasses.replace(rest, engine=engine, video=video)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -8,7 +8,10 @@ options; `djepa serve` applies them with `.options`). No tensor maths here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -20,10 +23,11 @@ from ray import serve
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
+from ray.util import metrics as ray_metrics
 
 from service.config import AppConfig, BatchConfig, EngineConfig
 from service.engine import TorchImageEngine
-from service.errors import NotReady, QueueFull
+from service.errors import DeadlineExceeded, NotReady, QueueFull, redact_paths
 from service.ingress.grpc import GenerationServicer
 from service.ingress.http import create_app
 from service.metrics import ServiceMetrics
@@ -33,6 +37,34 @@ from service.types import GeneratedImage, ImageItem, ModelInfo
 GENERATOR = "ImageGenerator"
 INGRESS = "Ingress"
 DEFAULT_BATCH = BatchConfig()
+log = logging.getLogger("djepa.service")
+
+
+@dataclasses.dataclass
+class _Pending:
+    """An item waiting in the generator's batch queue: its deadline (unix time) and whether its
+    batch has started (a cancel before that means no work was spent on it)."""
+
+    item: ImageItem
+    arrived: float  # perf_counter at arrival
+    deadline: float | None
+    started: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    """The generator's answer when it will not do the work: returned, not raised, so that an expected
+    refusal (a deadline passed, the model failed to load) is no error in the replica's log.
+    HandleBackend turns it into the service error."""
+
+    kind: str  # "deadline" or "not_ready"
+    message: str
+
+    def error(self) -> DeadlineExceeded | NotReady:
+        return DeadlineExceeded(self.message) if self.kind == "deadline" else NotReady(self.message)
+
+
+LATE = Refused("deadline", "the request's deadline passed before its batch started")
 
 
 @serve.deployment(name=GENERATOR, ray_actor_options={"num_cpus": 0.5, "num_gpus": 0},
@@ -42,8 +74,33 @@ class ImageGeneratorDeployment:
     """One engine per replica; items arriving together run as one `@serve.batch` (list in, list out)."""
 
     def __init__(self, engine: Mapping[str, Any]) -> None:
-        self.engine = TorchImageEngine.load(EngineConfig.from_dict(dict(engine)))
+        config = EngineConfig.from_dict(dict(engine))
         self.batch = DEFAULT_BATCH
+        self.skipped: collections.Counter[str] = collections.Counter()  # items dropped unstarted, by reason
+        # the same count on Ray's metrics port (summed over replicas by Prometheus): work never started
+        self._skipped_metric = ray_metrics.Counter(
+            "djepa_skipped_items_total", description="Items dropped by the generator before their batch "
+            "started: deadline passed, or caller gone (cancelled).", tag_keys=("model", "reason"))
+        self._engine: TorchImageEngine | None = None
+        self.load_error: str | None = None
+        try:
+            self._engine = TorchImageEngine.load(config)
+        except Exception as e:  # never half-serve: stay up, not ready, with the reason (paths removed)
+            log.exception("the model failed to load")
+            first = (str(e).strip().splitlines() or [""])[0]
+            self.load_error = redact_paths(f"the model failed to load: {type(e).__name__}: {first}")
+        self.model_id = self._engine.info.id if self._engine is not None else (config.name or "unknown")
+
+    def _skip(self, reason: str, count: int = 1) -> None:
+        if count > 0:
+            self.skipped[reason] += count
+            self._skipped_metric.inc(count, tags={"model": self.model_id, "reason": reason})
+
+    @property
+    def engine(self) -> TorchImageEngine:
+        if self._engine is None:
+            raise NotReady(self.load_error or "the model is not loaded")
+        return self._engine
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
         """Live batching changes (`user_config` of deploy/serve.yaml)."""
@@ -51,23 +108,49 @@ class ImageGeneratorDeployment:
         self._run_batch.set_max_batch_size(self.batch.max_batch_size)  # type: ignore[attr-defined]
         self._run_batch.set_batch_wait_timeout_s(self.batch.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    async def info(self) -> ModelInfo:
-        return self.engine.info
+    def _not_loaded(self) -> Refused:
+        return Refused("not_ready", self.load_error or "the model is not loaded")
+
+    async def info(self) -> ModelInfo | Refused:
+        return self._engine.info if self._engine is not None else self._not_loaded()
 
     async def batch_config(self) -> BatchConfig:
         return self.batch
 
-    async def generate(self, item: ImageItem) -> GeneratedImage:
-        result: GeneratedImage = await self._run_batch((item, time.perf_counter()))
+    async def work_stats(self) -> dict[str, Any]:
+        """This replica's process id and the items it dropped unstarted, by reason ("deadline":
+        passed before its batch started; "cancelled": its caller left while it waited)."""
+        return {"pid": os.getpid(), "skipped": dict(self.skipped)}
+
+    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage | Refused:
+        """The image of `item`, or a Refused: the model failed to load, or `deadline` (unix time) passed
+        before the item's batch started."""
+        if self._engine is None:
+            return self._not_loaded()
+        if deadline is not None and time.time() >= deadline:
+            self._skip("deadline")
+            return LATE
+        pending = _Pending(item, time.perf_counter(), deadline)
+        try:
+            result: GeneratedImage | Refused = await self._run_batch(pending)
+        except asyncio.CancelledError:  # the caller left (client gone, deadline passed): Ray drops it
+            if not pending.started:
+                self._skip("cancelled")
+            raise
         return result
 
     @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
-    async def _run_batch(self, entries: list[tuple[ImageItem, float]]) -> list[GeneratedImage]:
-        start = time.perf_counter()
+    async def _run_batch(self, entries: list[_Pending]) -> list[GeneratedImage | Refused]:
+        start, now = time.perf_counter(), time.time()
+        live = [e for e in entries if e.deadline is None or now < e.deadline]  # nobody waits for the rest
+        self._skip("deadline", len(entries) - len(live))
+        for e in live:
+            e.started = True
         # the pass runs in a thread so this replica keeps accepting (queueing) items meanwhile
-        results = await asyncio.to_thread(self.engine.generate, [item for item, _ in entries])
-        return [GeneratedImage(out, dataclasses.replace(stats, queue_wait_s=max(0.0, start - arrived)))
-                for (out, stats), (_, arrived) in zip(results, entries, strict=True)]
+        results = await asyncio.to_thread(self.engine.generate, [e.item for e in live]) if live else []
+        done = {id(e): GeneratedImage(out, dataclasses.replace(stats, queue_wait_s=max(0.0, start - e.arrived)))
+                for (out, stats), e in zip(results, live, strict=True)}
+        return [done.get(id(e), LATE) for e in entries]
 
 
 class HandleBackend:
@@ -81,7 +164,10 @@ class HandleBackend:
     async def model_info(self, fresh: bool = False) -> ModelInfo:
         if self._info is None or fresh:
             try:
-                self._info = await self.handle.info.remote()
+                info: ModelInfo | Refused = await self.handle.info.remote()
+                if isinstance(info, Refused):
+                    raise info.error()
+                self._info = info
             except BackPressureError:
                 if self._info is None:  # busy, not broken: it answered nobody yet because it is full
                     raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
@@ -90,13 +176,17 @@ class HandleBackend:
         assert self._info is not None
         return self._info
 
-    async def generate(self, item: ImageItem) -> GeneratedImage:
+    async def check_ready(self) -> ModelInfo:
+        """The generator's model info asked now (readiness: a dead or failed generator shows)."""
+        return await self.model_info(fresh=True)
+
+    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage:
         try:
-            response = self.handle.generate.remote(item)
+            response = self.handle.generate.remote(item, deadline)
         except BackPressureError:
             raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
         try:
-            result: GeneratedImage = await response
+            result: GeneratedImage | Refused = await response
         except BackPressureError:
             raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
         except DeploymentUnavailableError:
@@ -104,6 +194,8 @@ class HandleBackend:
         except asyncio.CancelledError:
             response.cancel()  # type: ignore[no-untyped-call]  # deadline passed or the client left: stop the work
             raise
+        if isinstance(result, Refused):
+            raise result.error()
         return result
 
 
@@ -118,14 +210,18 @@ class IngressDeployment:
     """Both doors into the generators: the FastAPI app (ingress/http.py) and the gRPC methods
     (ingress/grpc.py, through Ray Serve's gRPC proxy), over one handle backend and one metrics registry."""
 
-    def __init__(self, generator: DeploymentHandle[Any], args: Mapping[str, Any]) -> None:
+    def __init__(self, generator: DeploymentHandle[Any], args: Mapping[str, Any],
+                 video: DeploymentHandle[Any] | None = None) -> None:
+        from service.video_deployment import VideoHandleBackend
+
         self.config = AppConfig.from_dict(dict(args))
         self.backend = HandleBackend(generator, self.config.retry_after_s)
+        self.video = VideoHandleBackend(video, self.config.retry_after_s) if video is not None else None
         self.metrics = ServiceMetrics()
-        self.grpc = GenerationServicer(self.backend, self.config, self.metrics)
+        self.grpc = GenerationServicer(self.backend, self.config, self.metrics, self.video)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.backend, self.config, self.metrics)
+        return create_app(self.backend, self.config, self.metrics, self.video)
 
     # djepa.v1.Generation (method names are the RPC names: Ray Serve's gRPC proxy calls them)
 
@@ -170,7 +266,13 @@ def build_app(config: AppConfig, options: Mapping[str, Mapping[str, Any]] | None
     generator_cls: Any = ImageGeneratorDeployment  # a serve.Deployment (mypy sees the class)
     ingress_cls: Any = IngressDeployment
     generator = generator_cls.options(**opts.get(GENERATOR, {})).bind(config.engine.to_dict())
-    return ingress_cls.options(**opts.get(INGRESS, {})).bind(generator, config.to_dict())
+    video = None
+    if config.video is not None:  # the video generator (POST /v1/videos, GenerateVideo)
+        from service.video_deployment import VIDEO_GENERATOR, VideoGeneratorDeployment
+
+        video_cls: Any = VideoGeneratorDeployment
+        video = video_cls.options(**opts.get(VIDEO_GENERATOR, {})).bind(dataclasses.asdict(config.video))
+    return ingress_cls.options(**opts.get(INGRESS, {})).bind(generator, config.to_dict(), video)
 
 
 def app_builder(args: dict[str, Any]) -> Any:

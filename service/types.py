@@ -76,13 +76,71 @@ class ModelInfo:
     channels: int
     defaults: dict[str, Any] = field(default_factory=dict)  # sampler defaults
     max_num_steps: int = 256
+    num_frames: int = 0  # video: frames of a clip (the most a request may ask for)
+    fps: float = 0.0  # video: frames per second of GIF/WebP answers
+    formats: tuple[str, ...] = ("png",)  # answer formats, the default first
 
     def to_json(self) -> dict[str, Any]:
+        output: dict[str, Any] = {"width": self.width, "height": self.height, "channels": self.channels,
+                                  "format": self.formats[0]}
+        if self.modality == "video":
+            output.update({"num_frames": self.num_frames, "fps": self.fps, "formats": list(self.formats)})
         return {
             "id": self.id,
             "object": "model",
             "modality": self.modality,
             "classes": [{"id": i, "name": name} for i, name in enumerate(self.classes)],
-            "output": {"width": self.width, "height": self.height, "channels": self.channels, "format": "png"},
+            "output": output,
             "defaults": dict(self.defaults),
         }
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One POST /v1/videos (or GenerateVideo) request, as parsed at the edge (not yet checked)."""
+
+    class_id: int | str
+    seed: int | None = None
+    num_frames: int | None = None
+    cfg_scale: float | None = None
+    temperature: float | None = None
+    num_steps: int | None = None
+    order: str | None = None  # "random" (all space-time tokens) or "frames" (frame by frame)
+    model: str | None = None
+    response_format: str = "gif"
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One clip to generate, settings resolved: the unit of the video generator's batching."""
+
+    class_id: int
+    seed: int
+    num_frames: int
+    num_steps: int
+    cfg_scale: float
+    temperature: float
+    order: str
+    response_format: str
+
+    @property
+    def settings_key(self) -> tuple[int, float, float, str]:
+        """Items with equal keys share one forward pass (frames and format are cut and encoded per item)."""
+        return (self.num_steps, self.cfg_scale, self.temperature, self.order)
+
+
+@dataclass(frozen=True)
+class VideoOutput:
+    data: bytes  # the media file
+    media_type: str  # e.g. "image/gif"
+    class_id: int
+    seed: int
+    num_frames: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class GeneratedVideo:
+    output: VideoOutput
+    stats: BatchStats

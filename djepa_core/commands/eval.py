@@ -17,12 +17,19 @@ from typing import Any
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
+    if args.target == "video":
+        from djepa_core.eval.video_cli import run_video_eval
+
+        return run_video_eval(args)
+
     from djepa_core.assets import default_image_checkpoint
     from djepa_core.checkpoint import load_generator
     from djepa_core.eval.digits import evaluate_generator, format_table, get_reference, reference_summary
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.per_class is None:
+        args.per_class = 144
     if args.per_class < 2:
         print("error: --per-class must be >= 2", file=sys.stderr)
         return 2
@@ -39,7 +46,8 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     names = names or [Path(c).stem if Path(c).stem != "model" else Path(c).parent.name for c in checkpoints]
     settings = {"num_steps": args.steps, "cfg_scale": args.cfg, "temperature": args.temperature,
-                "head_steps": args.head_steps, "cfg_schedule": args.cfg_schedule}
+                "head_steps": args.head_steps, "cfg_schedule": args.cfg_schedule, "ode_method": args.ode,
+                "diffusion_method": args.diffusion_method}
     generators = [load_generator(c, device=args.device) for c in checkpoints]
     sizes = {g.config.tokenizer.image_size for g in generators}
     channels = {g.config.tokenizer.channels for g in generators}
@@ -67,12 +75,15 @@ def register(sub: Any) -> None:
                                    "accuracy of samples under a classifier fit on the real training split "
                                    "and the Fréchet distance of its features against the real test split, "
                                    "next to the real test accuracy and the train-vs-test floor.")
+    s.add_argument("target", nargs="?", choices=["digits", "video"], default="digits",
+                   help="digits (images, the default) or video (moving digits: per-frame class accuracy and "
+                        "temporal consistency of clips; --per-class defaults to 50 there)")
     s.add_argument("--checkpoint", type=Path, action="append",
                    help="djepa .safetensors generator (repeatable; default: the embedded model)")
     s.add_argument("--name", action="append", help="row name per --checkpoint")
-    s.add_argument("--per-class", type=int, default=144,
+    s.add_argument("--per-class", type=int, default=None,
                    help="samples per class (default 144: 1,440, the size of the training split, so the sample-size "
-                        "bias of the Fréchet distance matches the train-vs-test floor's)")
+                        "bias of the Fréchet distance matches the train-vs-test floor's; video: 50)")
     s.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed+i")
     s.add_argument("--classifier-seed", type=int, default=0, help="seed of the evaluation classifier")
     s.add_argument("--steps", type=int, help="masked-AR steps (default: the model's)")
@@ -80,6 +91,9 @@ def register(sub: Any) -> None:
     s.add_argument("--cfg-schedule", choices=["linear", "constant"])
     s.add_argument("--temperature", type=float)
     s.add_argument("--head-steps", type=int)
+    s.add_argument("--ode", choices=["euler", "heun"], help="ODE solver of the flow head")
+    s.add_argument("--diffusion-method", choices=["ddpm", "ddim"], help="sampler of the Gaussian head")
+    s.add_argument("--order", choices=["random", "frames"], help="video: generation order over space-time tokens")
     s.add_argument("--device", default="cpu")
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     s.add_argument("--out", type=Path, help="write the JSON report here")

@@ -131,7 +131,8 @@ class ModelFixture:
         if s is not None:
             bsz = int(s["bsz"])
             settings = SampleSettings(num_steps=int(s["num_iter"]), cfg_scale=float(s["cfg_scale"]),
-                                      cfg_schedule=s["cfg_schedule"], temperature=float(s["temperature"]))
+                                      cfg_schedule=s["cfg_schedule"], temperature=float(s["temperature"]),
+                                      reference_arithmetic=True)  # a replay of the reference's run, bit for bit
             noise = ReplayNoise(g("outputs.e2e_noise_stream"), g("inputs.e2e_orders")[:bsz])
             if not self.gauss and "time_shifting_factor" in s:
                 m.config = cfg.replace(flow_time_shift=float(s["time_shifting_factor"]))

@@ -1,6 +1,7 @@
 """Training data sets: each item is `(x, label)` for an `(index, flip)` key of the batch sampler.
 
-`x` is an image [C, S, S] in [-1, 1] (`digits`, `imagefolder`), VAE moments [2E, h, w]
+`x` is an image [C, S, S] in [-1, 1] (`digits`, `imagefolder`), a clip [T, C, S, S] in [-1, 1]
+(`moving-digits`, `clips`; kind "images": the tokenizer takes them as they are), VAE moments [2E, h, w]
 (`latents`), or tokens [L, C] (`synthetic`); `kind` says which, and the trainer turns a batch into
 tokens through the generator's tokenizer.
 """
@@ -80,4 +81,20 @@ def build_source(kind: str, path: str, split: str, config: GeneratorConfig, seed
         return LatentCache(path)
     if kind == "synthetic":
         return synthetic_source(config, synthetic_size, seed)
-    raise ValueError(f"unknown data kind {kind!r}; use digits, imagefolder, latents or synthetic")
+    if kind in ("moving-digits", "clips"):
+        if tok.kind != "video":
+            raise ValueError(f"data kind {kind!r} gives video clips; the tokenizer must be kind 'video'")
+        if kind == "moving-digits":
+            from djepa_core.data.moving_digits import load_moving_digits
+
+            if tok.channels != 1:
+                raise ValueError(f"moving digits are 1-channel clips; the tokenizer expects {tok.channels} channels")
+            x, y = load_moving_digits(split, num_frames=tok.num_frames, canvas=tok.image_size)  # type: ignore[arg-type]
+            return TensorSource(x, y, "images")
+        from djepa_core.data.clips import ClipFolder
+
+        if not path:
+            raise ValueError("data.path must name the clip folder (root/<class>/<clip>)")
+        return ClipFolder(path, tok.image_size, tok.num_frames, channels=tok.channels)
+    raise ValueError(f"unknown data kind {kind!r}; use digits, imagefolder, latents, synthetic, moving-digits "
+                     "or clips")

@@ -8,6 +8,7 @@ predictor output z [n, D]. Submodule names equal the reference's `diffloss.net.*
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -113,3 +114,20 @@ class DenoisingMLP(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x [n, C], t [n], c [n, D] -> [n, out_channels]."""
         return self.forward_with_condition(x, self.condition(t, c))
+
+    def bind(self, c: torch.Tensor, per_row_time: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """f(x, t) = forward(x, t, c) for a time t shared by all rows (one element), made for sampling loops.
+
+        The condition embedding of c is computed here, once per AR step instead of once per head step
+        (bit-identical: same op on the same rows). The time embedding is computed once per call for one
+        row and broadcast; that changes the float rounding (a one-row matmul), so `per_row_time=True`
+        computes it per row as the reference does, for replays that must match it bit for bit.
+        """
+        c_emb = self.cond_embed(c)
+        n = c.shape[0]
+
+        def step(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            t_rows = t.reshape(1).expand(n) if per_row_time else t.reshape(1)
+            return self.forward_with_condition(x, self.time_embed(t_rows) + c_emb)
+
+        return step

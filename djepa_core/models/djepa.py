@@ -19,6 +19,7 @@ from djepa_core.heads.head import DenoisingHead
 from djepa_core.heads.mlp import DenoisingMLP
 from djepa_core.models.layers import Block, LayerNorm32, Mlp
 from djepa_core.models.masking import training_mask
+from djepa_core.models.posembed import sincos_table
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class DJEPA(nn.Module):
         for p in (self.fake_latent, self.buffer, self.encoder_pos_embed_learned, self.mask_token,
                   self.decoder_pos_embed_learned, self.class_emb.weight):
             nn.init.normal_(p, std=0.02)
+        if self.config.pos_init == "sincos":  # (still learned; see models/posembed.py)
+            with torch.no_grad():
+                for table in (self.encoder_pos_embed_learned, self.decoder_pos_embed_learned):
+                    table.copy_(sincos_table(self.config.grid, table.shape[-1]).unsqueeze(0))
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

@@ -8,36 +8,28 @@ import torch
 
 from djepa_core.heads.gaussian import Denoiser, p_mean_variance
 from djepa_core.heads.schedule import GaussianSchedule
-from djepa_core.samplers.guidance import guided
+from djepa_core.samplers.bound import bind_rows, initial_rows
 from djepa_core.samplers.noise import NoiseSource
-
-
-def _halve(segments: Sequence[int] | None) -> Sequence[int] | None:
-    return None if segments is None else list(segments)[: len(segments) // 2]
 
 
 def ddpm_sample(net: Denoiser, cond: torch.Tensor, schedule: GaussianSchedule, noise: NoiseSource,
                 token_dim: int, temperature: float = 1.0, cfg_scale: float | torch.Tensor | None = None,
-                segments: Sequence[int] | None = None) -> torch.Tensor:
+                segments: Sequence[int] | None = None, reference_arithmetic: bool = False) -> torch.Tensor:
     """Sample rows x_0 [n, C] conditioned on cond [n, D], from pure noise at the last respaced step.
 
     With `cfg_scale` (not None) the rows are [cond; uncond] halves: the initial noise is drawn for
     one half and duplicated, eps is guided, and every step draws noise for all rows (as the
     reference). Each step: x <- mean + [t != 0] exp(log_var / 2) xi temperature.
     `segments` gives the rows owned by each sample (for per-sample noise sources).
+    `reference_arithmetic`: the reference's op-for-op arithmetic (see `DenoisingMLP.bind`).
     """
     n = cond.shape[0]
     dev, dt = cond.device, cond.dtype
-    model = net
-    if cfg_scale is not None:
-        half = noise.normal((n // 2, token_dim), _halve(segments), device=dev, dtype=dt)
-        x = torch.cat([half, half], dim=0)
-        model = guided(net, cfg_scale, token_dim)
-    else:
-        x = noise.normal((n, token_dim), segments, device=dev, dtype=dt)
+    x = initial_rows(noise, cond, token_dim, cfg_scale is not None, segments)
+    model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic)  # cond embedded once per AR step
     for i in reversed(range(schedule.num_steps)):
         t = torch.full((n,), i, dtype=torch.long, device=dev)
-        out = model(x, schedule.original_steps(t), cond)
+        out = model(x, schedule.original_steps(torch.full((1,), i, dtype=torch.long, device=dev)))
         pred = p_mean_variance(schedule, out, x, t)
         xi = noise.normal(tuple(x.shape), segments, device=dev, dtype=dt)
         nonzero = (t != 0).to(dt)[:, None]

@@ -4,6 +4,10 @@ Start with every token masked and a random order per sample. At step k of K: enc
 tokens, predict z for all positions, decide how many stay masked (cos(pi/2 (k+1)/K) of L, clamped
 to [1, remaining - 1], all at the last step), and let the head sample the tokens that leave the
 mask. Tokens are revealed from the end of each order backwards.
+
+Orders: `random` (the reference: one random permutation of all L positions per sample) or, for
+(t, h, w) video grids, `frames`: the same permutation regrouped frame by frame, so frame 0's tokens
+are revealed first (in random order within the frame), then frame 1's, and so on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from djepa_core.heads.gaussian import Denoiser
 from djepa_core.heads.schedule import make_schedule
 from djepa_core.models.djepa import DJEPA
 from djepa_core.models.masking import mask_from_orders
+from djepa_core.samplers.ddim import ddim_sample
 from djepa_core.samplers.ddpm import ddpm_sample
 from djepa_core.samplers.guidance import cfg_scale_at
 from djepa_core.samplers.noise import NoiseSource
@@ -38,7 +43,13 @@ class SampleSettings:
     cfg_schedule: Literal["linear", "constant"] = "linear"
     temperature: float = 0.94
     head_steps: int | None = None  # respaced DDPM steps / ODE grid points (None: the model's)
-    ode_method: Literal["euler", "heun"] = "euler"
+    ode_method: Literal["euler", "heun"] = "euler"  # flow head
+    diffusion_method: Literal["ddpm", "ddim"] = "ddpm"  # Gaussian head: ancestral DDPM (the reference) or DDIM
+    ddim_eta: float = 0.0  # DDIM's noise scale (0: deterministic steps)
+    # the reference's op-for-op arithmetic in the head loop (per-row time embeddings): bit-identical replays
+    # of its runs (the parity fixtures) at ~10% more head FLOPs; off, results differ by float rounding only
+    reference_arithmetic: bool = False
+    order: Literal["random", "frames"] = "random"  # generation order over the token grid (frames: video grids)
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -49,8 +60,14 @@ class SampleSettings:
             raise ValueError(f"cfg_scale must be a finite number >= 0, got {self.cfg_scale}")
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.diffusion_method not in ("ddpm", "ddim"):
+            raise ValueError(f"diffusion_method must be 'ddpm' or 'ddim', got {self.diffusion_method!r}")
+        if not math.isfinite(self.ddim_eta) or self.ddim_eta < 0:
+            raise ValueError(f"ddim_eta must be a finite number >= 0, got {self.ddim_eta}")
         if self.cfg_schedule not in ("linear", "constant"):
             raise ValueError(f"cfg_schedule must be 'linear' or 'constant', got {self.cfg_schedule!r}")
+        if self.order not in ("random", "frames"):
+            raise ValueError(f"order must be 'random' or 'frames', got {self.order!r}")
 
 
 def make_head_sampler(model: DJEPA, settings: SampleSettings) -> HeadSampler:
@@ -63,7 +80,11 @@ def make_head_sampler(model: DJEPA, settings: SampleSettings) -> HeadSampler:
 
         def gauss(net: Denoiser, cond: torch.Tensor, noise: NoiseSource, temperature: float,
                   scale: float | torch.Tensor | None, segments: Sequence[int] | None) -> torch.Tensor:
-            return ddpm_sample(net, cond, schedule, noise, c, temperature, scale, segments)
+            if settings.diffusion_method == "ddim":
+                return ddim_sample(net, cond, schedule, noise, c, settings.ddim_eta, temperature, scale, segments,
+                                   settings.reference_arithmetic)
+            return ddpm_sample(net, cond, schedule, noise, c, temperature, scale, segments,
+                               settings.reference_arithmetic)
 
         return gauss
 
@@ -71,9 +92,19 @@ def make_head_sampler(model: DJEPA, settings: SampleSettings) -> HeadSampler:
 
     def flow(net: Denoiser, cond: torch.Tensor, noise: NoiseSource, temperature: float,
              scale: float | torch.Tensor | None, segments: Sequence[int] | None) -> torch.Tensor:
-        return flow_sample(net, cond, grid, noise, c, scale, settings.ode_method, segments)
+        return flow_sample(net, cond, grid, noise, c, scale, settings.ode_method, segments,
+                           settings.reference_arithmetic)
 
     return flow
+
+
+def frame_major_orders(orders: torch.Tensor, frame_tokens: int) -> torch.Tensor:
+    """Regroup random orders [B, L] so later frames come first (revealed last); keeps the order within a frame.
+
+    Position p belongs to frame p // frame_tokens (frame-major token index)."""
+    frame = torch.div(orders, frame_tokens, rounding_mode="floor")
+    idx = torch.argsort(-frame, dim=1, stable=True)
+    return orders.gather(1, idx)
 
 
 def mask_len_at(step: int, num_steps: int, seq_len: int, remaining: int) -> int:
@@ -104,6 +135,10 @@ def sample_tokens(model: DJEPA, labels: torch.Tensor | None, noise: NoiseSource,
     use_cfg = settings.cfg_scale != 1.0
 
     orders = noise.orders(b, length, device)  # (B, L)
+    if settings.order == "frames":
+        if len(cfg.grid) != 3:
+            raise ValueError(f"order 'frames' needs a (t, h, w) token grid, the model's is {cfg.grid}")
+        orders = frame_major_orders(orders, cfg.grid[1] * cfg.grid[2])
     mask = torch.ones(b, length, device=device)
     tokens = torch.zeros(b, length, c, device=device, dtype=dtype)
     class_vec = model.class_vectors(labels.to(device) if labels is not None else None, b)

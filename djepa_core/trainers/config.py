@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from djepa_core.config import GeneratorConfig, from_dict_strict
 from djepa_core.presets import get_preset
 
@@ -25,12 +23,13 @@ class DataConfig:
     """Where training tokens come from.
 
     kind: `digits` (built-in, in memory), `imagefolder` (ImageNet layout `root/<class>/<image>`),
-    `latents` (a cache written by `djepa cache-latents`), `synthetic` (random tokens, for benchmarks).
+    `latents` (a cache written by `djepa cache-latents`), `synthetic` (random tokens, for benchmarks);
+    video: `moving-digits` (built-in clips) and `clips` (UCF-101 layout `root/<class>/<clip>`).
     """
 
-    kind: Literal["digits", "imagefolder", "latents", "synthetic"] = "digits"
+    kind: Literal["digits", "imagefolder", "latents", "synthetic", "moving-digits", "clips"] = "digits"
     path: str = ""
-    split: str = "train"  # digits: train/test/all
+    split: str = "train"  # digits, moving-digits: train/test/all
     flip: bool = False  # random horizontal flip (imagefolder and latents: the cached flip)
     num_workers: int = 0
     synthetic_size: int = 1024  # samples of the synthetic set
@@ -189,14 +188,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ValueError(f"--set {key}: {p!r} is not a section")
             node[p] = nxt = dict(nxt)
             node = nxt
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _yaml().safe_load(raw)
     return out
+
+
+def _yaml() -> Any:
+    """PyYAML, imported when a config is read or written: the training loop itself runs with torch, numpy and
+    safetensors only (GPU machines without the rest)."""
+    import yaml
+
+    return yaml
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = _yaml().safe_load(Path(path).read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: a run config must be a YAML mapping")
         data = loaded or {}
@@ -204,4 +211,4 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def dump_config(config: TrainConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return _yaml().safe_dump(config.to_dict(), sort_keys=False)

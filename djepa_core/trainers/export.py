@@ -11,7 +11,8 @@ from djepa_core.checkpoint import save_generator
 from djepa_core.config import GeneratorConfig, SamplingConfig
 from djepa_core.models.djepa import DJEPA
 from djepa_core.pipeline import ImageGenerator
-from djepa_core.tokenizers.factory import build_tokenizer
+from djepa_core.tokenizers.factory import build_any_tokenizer
+from djepa_core.tokenizers.video import VideoPatchTokenizer
 from djepa_core.trainers import state as ckpt
 from djepa_core.trainers.loop import load_tokenizer_weights
 
@@ -29,9 +30,15 @@ def export_checkpoint(path: str | Path, out: str | Path, sampling: dict[str, Any
         gen_config = dataclasses.replace(gen_config, name=name)
     model = DJEPA(gen_config.model)
     model.load_state_dict(state["ema"])
-    tokenizer = build_tokenizer(gen_config.tokenizer)
+    tokenizer = build_any_tokenizer(gen_config.tokenizer)
     tok_ckpt = state["config"].get("tokenizer_checkpoint", "")
     if tok_ckpt:
         load_tokenizer_weights(tokenizer, tok_ckpt)
-    gen = ImageGenerator(gen_config, model, tokenizer)
+    gen: Any
+    if isinstance(tokenizer, VideoPatchTokenizer):
+        from djepa_core.video_pipeline import VideoGenerator
+
+        gen = VideoGenerator(gen_config, model, tokenizer)
+    else:
+        gen = ImageGenerator(gen_config, model, tokenizer)
     return save_generator(out, gen, {"train_step": str(state["step"]), "train_config": json.dumps(state["config"])})

@@ -28,7 +28,7 @@ from djepa_core.data.sampler import ResumableBatchSampler
 from djepa_core.data.sources import Source, build_source
 from djepa_core.models.djepa import DJEPA, Batch
 from djepa_core.models.ema import EMA
-from djepa_core.tokenizers.factory import build_tokenizer
+from djepa_core.tokenizers.factory import build_any_tokenizer
 from djepa_core.tokenizers.image_vae import VAETokenizer
 from djepa_core.trainers import state as ckpt
 from djepa_core.trainers.config import TrainConfig, dump_config
@@ -90,7 +90,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         self.model = DJEPA(self.gen_config.model).to(self.device)
         self.ema = EMA(self.model, cfg.loop.ema_decay)
-        self.tokenizer = build_tokenizer(self.gen_config.tokenizer)
+        self.tokenizer = build_any_tokenizer(self.gen_config.tokenizer)
         if cfg.tokenizer_checkpoint:
             load_tokenizer_weights(self.tokenizer, cfg.tokenizer_checkpoint)
         self.tokenizer.to(self.device)
@@ -142,7 +142,8 @@ class Trainer:
         if state["world"] != self.dist.world:
             raise ValueError(f"{path} was written by {state['world']} process(es); resume with the same number "
                              f"(this run has {self.dist.world})")
-        if state["generator_config"] != self.gen_config.to_dict():
+        # compared as configs, not dicts: a checkpoint written before a field with a default existed still resumes
+        if GeneratorConfig.from_dict(state["generator_config"]) != self.gen_config:
             raise ValueError(f"{path}: its model config differs from this run's")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -159,12 +160,18 @@ class Trainer:
         return path
 
     def image_generator(self) -> Any:
-        """The EMA weights as an ImageGenerator (a deep copy, on this device)."""
+        """The EMA weights as an ImageGenerator, or a VideoGenerator for a video tokenizer (a deep copy, on this
+        device)."""
         import copy
 
         from djepa_core.pipeline import ImageGenerator
+        from djepa_core.tokenizers.video import VideoPatchTokenizer
+        from djepa_core.video_pipeline import VideoGenerator
 
-        return ImageGenerator(self.gen_config, typing.cast(DJEPA, copy.deepcopy(self.ema.model)), self.tokenizer)
+        model = typing.cast(DJEPA, copy.deepcopy(self.ema.model))
+        if isinstance(self.tokenizer, VideoPatchTokenizer):
+            return VideoGenerator(self.gen_config, model, self.tokenizer)
+        return ImageGenerator(self.gen_config, model, self.tokenizer)
 
     def export(self, path: str | Path) -> Path:
         from djepa_core.checkpoint import save_generator
@@ -181,7 +188,11 @@ class Trainer:
         classes = list(range(min(log.sample_classes, self.gen_config.model.num_classes)))
         labels = [c for c in classes for _ in range(log.sample_per_class)]
         images = gen.generate(labels, seeds=list(range(len(labels))))
-        return save_png(grid_image(images.float().cpu(), ncols=log.sample_per_class),
+        ncols = log.sample_per_class
+        if images.dim() == 5:  # clips [N, T, C, S, S]: one row per clip, one column per frame
+            ncols = images.shape[1]
+            images = images.flatten(0, 1)
+        return save_png(grid_image(images.float().cpu(), ncols=ncols),
                         self.run_dir / "samples" / f"step-{self.step:08d}.png")
 
     # ------------------------------------------------------------------ data

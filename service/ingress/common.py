@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from service.errors import DeadlineExceeded, InvalidRequest
-from service.types import GeneratedImage, ImageItem, ModelInfo
+from service.errors import DeadlineExceeded, InvalidRequest, new_request_id
+from service.types import GeneratedImage, GeneratedVideo, ImageItem, ModelInfo, VideoItem
 
 
 class ImageBackend(Protocol):
@@ -16,10 +18,45 @@ class ImageBackend(Protocol):
         """The served model (NotReady while no generator answers)."""
         ...
 
-    async def generate(self, item: ImageItem) -> GeneratedImage:
-        """One image (QueueFull when the generator's queue is full). Cancelling the awaiting task
+    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage:
+        """One image (QueueFull when the generator's queue is full). `deadline` (unix time): the
+        generator drops the item, unstarted, once it has passed. Cancelling the awaiting task
         cancels the work."""
         ...
+
+
+class VideoBackend(Protocol):
+    async def model_info(self) -> ModelInfo:
+        """The served video model (NotReady while no video generator answers)."""
+        ...
+
+    async def generate(self, item: VideoItem, deadline: float | None = None) -> GeneratedVideo:
+        """One clip, as ImageBackend.generate."""
+        ...
+
+
+async def generate_video(backend: VideoBackend, item: VideoItem, timeout: float) -> GeneratedVideo:
+    """One clip under a deadline (DeadlineExceeded after `timeout` seconds; the work is cancelled then)."""
+    try:
+        return await asyncio.wait_for(backend.generate(item, time.time() + timeout), timeout)
+    except TimeoutError:
+        raise DeadlineExceeded(f"deadline of {timeout:g}s passed") from None
+
+
+async def ready_info(backend: ImageBackend | VideoBackend) -> ModelInfo:
+    """The model info asked afresh, for readiness (a backend may cache `model_info` for requests;
+    one with `check_ready` asks its generator now, so a dead or failed generator shows)."""
+    check = getattr(backend, "check_ready", None)
+    info: ModelInfo = await (check() if check is not None else backend.model_info())
+    return info
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def clean_request_id(given: str | None) -> str:
+    """The client's request id when it is short and plain, else a new one (never echo arbitrary text)."""
+    return given if given is not None and _REQUEST_ID.fullmatch(given) else new_request_id()
 
 
 def parse_timeout(raw: str, field: str, ceiling: float) -> float:
@@ -37,7 +74,8 @@ async def generate_all(backend: ImageBackend, items: Sequence[ImageItem], timeou
     """Every item, concurrently (the generator batches them with everyone else's); DeadlineExceeded
     after `timeout` seconds. On a deadline, an error or a cancellation, unfinished items are
     cancelled, which cancels their work on the generator."""
-    tasks = [asyncio.ensure_future(backend.generate(item)) for item in items]
+    deadline = time.time() + timeout  # carried with each item: the generator skips it once passed
+    tasks = [asyncio.ensure_future(backend.generate(item, deadline)) for item in items]
     try:
         return await asyncio.wait_for(asyncio.gather(*tasks), timeout)
     except TimeoutError:

@@ -9,6 +9,7 @@ plain `grpc.aio` server with an injected backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -19,13 +20,22 @@ import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2
 
-from service.batching import expand
+from service.auth import ApiKeys
+from service.batching import expand, expand_video
 from service.config import AppConfig
-from service.errors import InvalidRequest, NotDeployed, QueueFull, ServiceError, new_request_id, to_answer
-from service.ingress.common import ImageBackend, generate_all, parse_timeout
+from service.errors import InvalidRequest, NotDeployed, QueueFull, ServiceError, to_answer
+from service.ingress.common import (
+    ImageBackend,
+    VideoBackend,
+    clean_request_id,
+    generate_all,
+    generate_video,
+    parse_timeout,
+    ready_info,
+)
 from service.metrics import ServiceMetrics
 from service.proto_gen.djepa.v1 import generation_pb2 as pb
-from service.types import ImageRequest, ModelInfo
+from service.types import ImageRequest, ModelInfo, VideoRequest
 
 log = logging.getLogger("djepa.service")
 
@@ -76,13 +86,32 @@ def image_request_from_pb(request: pb.GenerateImagesRequest) -> ImageRequest:
         model=request.model if request.HasField("model") else None)
 
 
+_VIDEO_FORMATS = {pb.VIDEO_FORMAT_UNSPECIFIED: "gif", pb.VIDEO_FORMAT_GIF: "gif", pb.VIDEO_FORMAT_WEBP: "webp",
+                  pb.VIDEO_FORMAT_NPZ: "npz"}
+
+
+def video_request_from_pb(request: pb.GenerateVideoRequest) -> VideoRequest:
+    which = request.WhichOneof("class_ref")
+    if which is None:
+        raise InvalidRequest("give class_id (an id) or class_name (a class name)", "class_id")
+    fmt = _VIDEO_FORMATS.get(request.response_format)
+    if fmt is None:
+        raise InvalidRequest(f"unknown response_format {request.response_format}", "response_format")
+    return VideoRequest(
+        class_id=request.class_id if which == "class_id" else request.class_name,
+        seed=request.seed if request.HasField("seed") else None,
+        num_frames=request.num_frames if request.HasField("num_frames") else None,
+        model=request.model if request.HasField("model") else None,
+        response_format=fmt)
+
+
 def model_to_pb(info: ModelInfo) -> pb.Model:
     defaults = struct_pb2.Struct()
     defaults.update(dict(info.defaults))
     return pb.Model(id=info.id, modality=info.modality,
                     classes=[pb.ModelClass(id=i, name=name) for i, name in enumerate(info.classes)],
                     output=pb.OutputSize(width=info.width, height=info.height, channels=info.channels,
-                                         format="png"),
+                                         format=info.formats[0]),
                     defaults=defaults)
 
 
@@ -92,11 +121,13 @@ class GenerationServicer:
     code name; errors go through errors.to_answer, as REST's."""
 
     def __init__(self, backend: ImageBackend, config: AppConfig | None = None,
-                 metrics: ServiceMetrics | None = None) -> None:
+                 metrics: ServiceMetrics | None = None, video: VideoBackend | None = None) -> None:
         self.backend = backend
+        self.video = video  # None: GenerateVideo answers UNIMPLEMENTED
         self.config = config or AppConfig()
         self.metrics = metrics or ServiceMetrics()
         self.model_id = self.config.engine.name or "unknown"  # the model label until the model answers
+        self.keys = ApiKeys.from_sources(self.config.api_keys_file, self.config.api_keys_env)
 
     # djepa.v1.Generation
 
@@ -128,13 +159,27 @@ class GenerationServicer:
 
     async def generate_video(self, request: pb.GenerateVideoRequest, context: Context) -> pb.GenerateVideoResponse:
         async def work() -> pb.GenerateVideoResponse:
-            raise NotDeployed("no video model is deployed")
+            if self.video is None:
+                raise NotDeployed("no video model is deployed")
+            info = await self.video.model_info()
+            item = expand_video(video_request_from_pb(request), info)
+            timeout = self._deadline(context)
+            with self.metrics.in_flight_request(info.id):
+                result = await generate_video(self.video, item, timeout)
+            self.metrics.observe_outputs(info.id, info.modality, [result.stats])
+            out = result.output
+            return pb.GenerateVideoResponse(data=out.data, content_type=out.media_type, model=info.id, seed=out.seed,
+                                            class_id=out.class_id)
 
         return await self._unary("GenerateVideo", context, work, pb.GenerateVideoResponse)
 
     async def list_models(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         async def work() -> pb.ListModelsResponse:
-            return pb.ListModelsResponse(models=[model_to_pb(await self._info())])
+            models = [model_to_pb(await self._info())]
+            if self.video is not None:
+                with contextlib.suppress(ServiceError):  # not loaded (yet): listed once it answers
+                    models.append(model_to_pb(await self.video.model_info()))
+            return pb.ListModelsResponse(models=models)
 
         return await self._unary("ListModels", context, work, pb.ListModelsResponse)
 
@@ -149,7 +194,7 @@ class GenerationServicer:
             context.set_details(f"unknown service {request.service!r}; this server has {SERVICE!r}")
             return health_pb2.HealthCheckResponse()
         try:
-            await asyncio.wait_for(self._info(), self.config.ready_timeout_s)
+            await asyncio.wait_for(ready_info(self.backend), self.config.ready_timeout_s)
         except (TimeoutError, ServiceError):
             return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.NOT_SERVING)
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
@@ -177,11 +222,13 @@ class GenerationServicer:
         t0 = time.perf_counter()
         status = "CANCELLED"  # when the client leaves or its deadline passes (the work is cancelled)
         try:
+            if self.keys is not None:  # metadata `authorization: Bearer <key>`, as REST's header
+                self.keys.check(metadata(context).get("authorization"))
             result = await work()
             status = "OK"
             return result
         except Exception as e:
-            status = self._fail(e, context, metadata(context).get("x-request-id") or new_request_id())
+            status = self._fail(e, context, clean_request_id(metadata(context).get("x-request-id")))
             return empty()
         finally:
             self.metrics.observe_request(f"/{SERVICE}/{rpc}", self.model_id, status, time.perf_counter() - t0)

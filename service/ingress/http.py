@@ -8,58 +8,132 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.batching import expand
+from service.auth import ApiKeys
+from service.batching import MAX_NAME_CHARS, expand
 from service.config import AppConfig
 from service.errors import (
     InvalidRequest,
     MalformedRequest,
     NotReady,
+    PayloadTooLarge,
     ServiceError,
-    new_request_id,
+    UnsupportedMediaType,
     to_answer,
 )
-from service.ingress.common import ImageBackend, generate_all, parse_timeout
+from service.ingress.common import (
+    ImageBackend,
+    VideoBackend,
+    clean_request_id,
+    generate_all,
+    parse_timeout,
+    ready_info,
+)
+from service.ingress.http_video import add_video_routes
 from service.metrics import ServiceMetrics
 from service.types import ImageRequest, ModelInfo
 
 log = logging.getLogger("djepa.service")
 
 TIMEOUT_HEADER = "X-Request-Timeout"  # seconds; lowers the configured deadline for one request
-COUNTED = {"/v1/images", "/v1/images/generations", "/v1/models"}  # health and metrics are not counted
+COUNTED = {"/v1/images", "/v1/images/generations", "/v1/models", "/v1/videos"}  # health and metrics are not counted
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]  # class names, model ids, OpenAI's `user`
+
+
+class EdgeGuard:
+    """ASGI middleware in front of the routes: API keys (every path but OPEN_PATHS, when keys are
+    configured), then for bodies: a JSON content type (none given is read as JSON; another is a 415)
+    and at most `max_body_bytes` (a 413, read no further). The body is read here, bounded, and
+    handed on whole. Errors come from `on_error` (the app's one error path)."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys | None, max_body_bytes: int,
+                 on_error: Callable[[ServiceError, Headers], Response]) -> None:
+        self.app, self.keys, self.max_body_bytes, self.on_error = app, keys, max_body_bytes, on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        try:
+            if self.keys is not None and not str(scope["path"]).endswith(OPEN_PATHS):
+                self.keys.check(headers.get("authorization"))
+            if scope["method"] not in ("POST", "PUT", "PATCH"):
+                return await self.app(scope, receive, send)
+            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media and media != "application/json" and not media.endswith("+json"):
+                raise UnsupportedMediaType(f"content-type must be application/json, got {media[:64]!r}", "body")
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise PayloadTooLarge(f"the body is over {self.max_body_bytes} bytes", "body")
+            chunks: list[bytes] = []
+            size, more = 0, True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":  # the client left before sending its body
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise PayloadTooLarge(f"the body is over {self.max_body_bytes} bytes", "body")
+                chunks.append(chunk)
+                more = bool(message.get("more_body", False))
+        except ServiceError as e:
+            return await self.on_error(e, headers)(scope, receive, send)
+        body, sent = b"".join(chunks), False
+        try:
+            body.decode("utf-8")  # JSON text is UTF-8 (RFC 8259)
+        except UnicodeDecodeError:
+            return await self.on_error(MalformedRequest("the body is not UTF-8", "body"), headers)(scope, receive, send)
+        if not media:  # read as JSON: say so to the routes
+            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # then disconnects pass through
+
+        return await self.app(scope, replay, send)
 
 
 class ImageGenerationBody(BaseModel):
     """A request for `n` images of one class."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"class_id": 3, "n": 2, "seed": 7}]})
+    # strict: no coercion ("2" is not 2, true is not 1); unknown fields are errors
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"class_id": 3, "n": 2, "seed": 7}]})
 
-    class_id: int | str | None = Field(
+    class_id: int | Name | None = Field(
         None, description="Class to generate: its integer id, or its name as listed by GET /v1/models. "
                           "Required unless `prompt` gives the class name.")
-    prompt: str | None = Field(None, description="OpenAI compatibility: a class name, used when `class_id` is absent.")
-    n: int = Field(1, description="Number of images, 1 to the configured maximum (16 by default).")
+    prompt: Name | None = Field(None, description="OpenAI compatibility: a class name, used when `class_id` is absent.")
+    n: int = Field(1, ge=1, description="Number of images, 1 to the configured maximum (16 by default).")
     seed: int | None = Field(None, ge=0, description="Seed of the first image (image i uses seed + i). Same seed "
                                                      "and settings give the same image. Random when absent.")
-    cfg_scale: float | None = Field(None, description="Classifier-free guidance scale (>= 0; 1 disables guidance). "
-                                                      "Default: the model's.")
-    temperature: float | None = Field(None, description="Sampling temperature of the diffusion head (> 0). "
-                                                        "Default: the model's.")
-    num_steps: int | None = Field(None, description="Masked-autoregressive steps (>= 1). Default: the model's.")
-    model: str | None = Field(None, description="Model id (GET /v1/models); default: the served model.")
+    cfg_scale: float | None = Field(None, ge=0, allow_inf_nan=False, description="Classifier-free guidance scale "
+                                    "(>= 0; 1 disables guidance). Default: the model's.")
+    temperature: float | None = Field(None, gt=0, allow_inf_nan=False, description="Sampling temperature of the "
+                                      "diffusion head (> 0). Default: the model's.")
+    num_steps: int | None = Field(None, ge=1, description="Masked-autoregressive steps (>= 1). Default: the model's.")
+    model: Name | None = Field(None, description="Model id (GET /v1/models); default: the served model.")
     response_format: Literal["b64_json", "png"] = Field(
         "b64_json", description="`b64_json`: a JSON answer with base64 PNGs; `png`: the raw PNG bytes (n=1 only).")
-    user: str | None = Field(None, description="OpenAI compatibility: ignored.")
+    user: Name | None = Field(None, description="OpenAI compatibility: ignored.")
 
     def to_domain(self) -> ImageRequest:
         class_id = self.class_id if self.class_id is not None else self.prompt
@@ -120,7 +194,9 @@ class ModelList(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in (
-        (400, "Malformed JSON."), (422, "An invalid field (named in `field`)."),
+        (400, "Malformed JSON (or not UTF-8)."), (422, "An invalid field (named in `field`)."),
+        (401, "Missing or invalid API key (when keys are configured)."), (413, "The body is too large."),
+        (415, "The body is not JSON (content-type)."),
         (429, "Queue full; retry after `Retry-After` seconds."), (503, "Not ready or shutting down."),
         (504, "The request's deadline passed."), (500, "Unexpected failure (logged with the request id)."))
 }
@@ -132,18 +208,21 @@ def _field_of(errors: list[Any]) -> tuple[str, str, bool]:
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     malformed = any(e.get("type") == "json_invalid" for e in errors)
     msg = str(first.get("msg", "invalid request"))
-    return (".".join(loc) or "body"), msg, malformed
+    if len(loc) > 1 and loc[1] in ("int", "str"):  # a member of `int | str` (class_id): name the field itself
+        msg = "must be an integer id or a class name (string); " + msg[:1].lower() + msg[1:]
+    return (loc[0] if loc else "body"), msg, malformed
 
 
 def create_app(backend: ImageBackend, config: AppConfig | None = None,
-               metrics: ServiceMetrics | None = None) -> FastAPI:
-    """The REST app over `backend`."""
+               metrics: ServiceMetrics | None = None, video: VideoBackend | None = None) -> FastAPI:
+    """The REST app over `backend` (images) and `video` (POST /v1/videos; None: no video model, 501)."""
     cfg = config or AppConfig()
     stats = metrics or ServiceMetrics()
     app = FastAPI(title="djepa", version="1", description="Class-conditional image generation with D-JEPA "
                   "(service.md). Errors answer `{\"error\": {code, message, field, request_id}}`.")
     app.state.metrics = stats
     model_label = {"id": cfg.engine.name or "unknown"}
+    keys = ApiKeys.from_sources(cfg.api_keys_file, cfg.api_keys_env)
 
     def error_response(exc: BaseException, request_id: str) -> Response:
         answer = to_answer(exc, request_id)
@@ -154,7 +233,10 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
                         media_type="application/json")
 
     def request_id_of(request: Request) -> str:
-        return request.headers.get("x-request-id") or new_request_id()
+        return clean_request_id(request.headers.get("x-request-id"))
+
+    app.add_middleware(EdgeGuard, keys=keys, max_body_bytes=cfg.max_body_bytes,
+                       on_error=lambda e, h: error_response(e, clean_request_id(h.get("x-request-id"))))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -229,7 +311,11 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
             info = await info_or_not_ready()
         except Exception as e:
             return error_response(e, request_id_of(request))
-        return JSONResponse({"object": "list", "data": [info.to_json()]})
+        data = [info.to_json()]
+        if video is not None:
+            with contextlib.suppress(ServiceError):  # not loaded (yet): listed once it answers; /readyz says why
+                data.append((await video.model_info()).to_json())
+        return JSONResponse({"object": "list", "data": data})
 
     @app.get("/healthz", summary="200 while the process lives")
     async def healthz() -> dict[str, str]:
@@ -238,13 +324,14 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
     @app.get("/readyz", responses={503: ERRORS[503]}, summary="200 once every configured model answers")
     async def readyz(request: Request) -> Response:
         try:
-            info = await asyncio.wait_for(info_or_not_ready(), cfg.ready_timeout_s)
+            info = await asyncio.wait_for(ready_info(backend), cfg.ready_timeout_s)
+            video_info = await asyncio.wait_for(ready_info(video), cfg.ready_timeout_s) if video is not None else None
         except TimeoutError:
             return error_response(NotReady("the generator did not answer in time"), request_id_of(request))
         except Exception as e:
             return error_response(e if isinstance(e, ServiceError) else NotReady(f"not ready: {type(e).__name__}"),
                                   request_id_of(request))
-        return JSONResponse({"status": "ready", "models": [info.id]})
+        return JSONResponse({"status": "ready", "models": [info.id] + ([video_info.id] if video_info else [])})
 
     @app.get("/metrics", summary="Prometheus text exposition of the djepa_* metrics",
              response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -252,5 +339,6 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
         body, content_type = stats.exposition()
         return Response(body, media_type=content_type)
 
+    add_video_routes(app, video, stats, deadline_of, request_id_of, ERRORS)
     return app
 

@@ -31,7 +31,7 @@ class NotReadyBackend:
     async def model_info(self) -> ModelInfo:
         raise NotReady("loading")
 
-    async def generate(self, item: ImageItem) -> GeneratedImage:
+    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage:
         raise NotReady("loading")
 
 
@@ -39,7 +39,7 @@ class FailingBackend:
     async def model_info(self) -> ModelInfo:
         return INFO
 
-    async def generate(self, item: ImageItem) -> GeneratedImage:
+    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage:
         raise RuntimeError("CUDA exploded at /secret/path")
 
 
@@ -52,7 +52,7 @@ class EngineBackend:
     async def model_info(self) -> ModelInfo:
         return self.engine.info
 
-    async def generate(self, item: ImageItem) -> GeneratedImage:
+    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage:
         out, stats = (await asyncio.to_thread(self.engine.generate, [item]))[0]
         return GeneratedImage(out, stats)
 

@@ -1,0 +1,167 @@
+"""`djepa eval video` on the built-in moving digits: per-frame class accuracy and temporal consistency.
+
+Protocol (seeds fixed):
+- Frame classifier (classifier.py's MLP, seed 0) fit on real training frames: one frame per training
+  clip (frame i mod T of clip i), each cropped to a `CROP` x `CROP` window centred on its ink's centre
+  of mass, so the classifier judges the digit, not where it is on the canvas.
+- Per-frame class accuracy: every frame of every clip labelled by that classifier, against the clip's
+  class; on the real test clips (the reference) and on `per_class` samples of each class (sample i
+  uses seed `seed + i`, clamped to [-1, 1]). Target: samples' accuracy >= 0.85 x the real test clips'.
+- Temporal consistency, each next to the same number on the real test clips:
+  `frame_l1`: mean absolute pixel change between consecutive frames (motion plus flicker);
+  `ink_cv`: the coefficient of variation over time of each clip's ink mass sum((x + 1) / 2), averaged
+  over clips (a digit that fades, grows or splits changes it; a real moving digit keeps it constant
+  while it stays on the canvas, which it always does here);
+  `label_agreement`: the share of frames whose predicted class is the clip's majority prediction
+  (identity kept from frame to frame, whether or not it is the intended class).
+- `frechet`: Fréchet distance of the classifier's hidden features of the frames, samples vs real test
+  frames, next to the floor (real training frames vs real test frames, same numbers of frames).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from djepa_core.data.moving_digits import load_moving_digits
+from djepa_core.eval.classifier import DigitClassifier
+from djepa_core.eval.frechet import frechet_between
+
+TARGET_ACCURACY_RATIO = 0.85
+CROP = 12
+
+
+def centre_crop_frames(frames: torch.Tensor, size: int = CROP) -> torch.Tensor:
+    """Frames [..., H, W] in [-1, 1] -> [N, 1, size, size] windows centred on each frame's ink centroid
+    (outside the canvas reads as background, -1)."""
+    x = frames.detach().float().cpu().clamp(-1, 1).reshape(-1, frames.shape[-2], frames.shape[-1])
+    n, h, w = x.shape
+    mass = (x + 1) / 2
+    total = mass.sum((1, 2)).clamp_min(1e-6)
+    cy = (mass.sum(2) * torch.arange(h)).sum(1) / total
+    cx = (mass.sum(1) * torch.arange(w)).sum(1) / total
+    padded = F.pad(x, (size, size, size, size), value=-1.0)
+    top = (cy - (size - 1) / 2).round().long().clamp(-size, h) + size
+    left = (cx - (size - 1) / 2).round().long().clamp(-size, w) + size
+    rows = top[:, None] + torch.arange(size)[None]
+    cols = left[:, None] + torch.arange(size)[None]
+    return padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+def temporal_stats(clips: torch.Tensor) -> dict[str, float]:
+    """frame_l1 and ink_cv of clips [N, T, C, S, S] in [-1, 1] (see the module docstring)."""
+    x = clips.detach().float().cpu().clamp(-1, 1)
+    if x.shape[1] < 2:
+        raise ValueError("temporal measures need clips of at least 2 frames")
+    frame_l1 = float((x[:, 1:] - x[:, :-1]).abs().mean())
+    ink = ((x + 1) / 2).flatten(2).sum(-1)  # (N, T)
+    ink_cv = float((ink.std(dim=1) / ink.mean(dim=1).clamp_min(1e-6)).mean())
+    return {"frame_l1": frame_l1, "ink_cv": ink_cv}
+
+
+class MovingDigitsReference:
+    """Real moving-digits splits, the fitted frame classifier and the real clips' numbers (computed once)."""
+
+    def __init__(self, num_frames: int = 8, canvas: int = 16, seed: int = 0, limit: int | None = None) -> None:
+        """`limit`: use only the first `limit` training and test clips (quick checks; reports use all)."""
+        self.num_frames, self.canvas = num_frames, canvas
+        train_x, train_y = load_moving_digits("train", num_frames, canvas)
+        self.test_x, self.test_y = load_moving_digits("test", num_frames, canvas)
+        if limit is not None:
+            train_x, train_y, self.test_x, self.test_y = train_x[:limit], train_y[:limit], self.test_x[:limit], \
+                self.test_y[:limit]
+        pick = torch.arange(len(train_y)) % num_frames
+        train_frames = train_x[torch.arange(len(train_y)), pick]  # one frame per clip, (N, 1, S, S)
+        self.train_size = len(train_y)
+        self.classifier = DigitClassifier(seed).fit(centre_crop_frames(train_frames), train_y)
+        self.test = self.score_clips(self.test_x, self.test_y, with_frechet=False)
+        self.test_features = self.classifier.features(centre_crop_frames(self.test_x))
+        floor_frames = train_frames[: len(self.test_features)]
+        self.floor = frechet_between(self.classifier.features(centre_crop_frames(floor_frames)), self.test_features)
+
+    def score_clips(self, clips: torch.Tensor, labels: torch.Tensor, with_frechet: bool = True) -> dict[str, float]:
+        """Per-frame accuracy, label agreement, temporal stats (and Fréchet) of clips [N, T, C, S, S]."""
+        clips = clips.float().clamp(-1, 1)
+        n, t = clips.shape[:2]
+        crops = centre_crop_frames(clips)
+        pred = self.classifier.predict(crops).reshape(n, t)
+        want = np.asarray(labels).reshape(n, 1)
+        majority = np.array([np.bincount(row, minlength=10).argmax() for row in pred]).reshape(n, 1)
+        out = {"frame_accuracy": float((pred == want).mean()),
+               "clip_accuracy": float((majority == want).mean()),
+               "label_agreement": float((pred == majority).mean()),
+               **temporal_stats(clips)}
+        if with_frechet:
+            out["frechet"] = frechet_between(self.classifier.features(crops), self.test_features)
+        return out
+
+    def score(self, clips: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """score_clips plus the ratios to the real test clips' numbers."""
+        row = self.score_clips(clips, labels)
+        ref = self.test
+        row["accuracy_ratio"] = row["frame_accuracy"] / ref["frame_accuracy"]
+        row["frame_l1_ratio"] = row["frame_l1"] / ref["frame_l1"]
+        row["frechet_ratio"] = row["frechet"] / self.floor
+        return row
+
+
+@functools.lru_cache(maxsize=2)
+def get_reference(num_frames: int = 8, canvas: int = 16, seed: int = 0) -> MovingDigitsReference:
+    """The (cached) reference of this process: the classifier is fit once per (frames, canvas, seed)."""
+    return MovingDigitsReference(num_frames, canvas, seed)
+
+
+def generate_eval_clips(generator: Any, per_class: int, seed: int = 0, batch_size: int = 100,
+                        **settings: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    n_cls = generator.config.model.num_classes
+    labels = torch.arange(n_cls).repeat_interleave(per_class)
+    s = generator.settings(**settings)
+    out = []
+    for i in range(0, len(labels), batch_size):
+        chunk = labels[i:i + batch_size]
+        out.append(generator.generate(chunk, seeds=[seed + j for j in range(i, i + len(chunk))], settings=s).cpu())
+    return torch.cat(out), labels
+
+
+def evaluate_video_generator(generator: Any, reference: MovingDigitsReference, per_class: int = 50, seed: int = 0,
+                             **settings: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    clips, labels = generate_eval_clips(generator, per_class, seed, **settings)
+    wall = time.perf_counter() - t0
+    s = generator.settings(**settings)
+    row = reference.score(clips, labels)
+    return {
+        "clips": len(labels), "seed": seed, "sample_wall_s": round(wall, 2),
+        "settings": {"num_steps": s.num_steps, "cfg_scale": s.cfg_scale, "cfg_schedule": s.cfg_schedule,
+                     "temperature": s.temperature, "head_steps": s.head_steps, "order": s.order},
+        **row,
+        "meets_target": bool(row["accuracy_ratio"] >= TARGET_ACCURACY_RATIO),
+    }
+
+
+def reference_summary(reference: MovingDigitsReference) -> dict[str, Any]:
+    return {"classifier": f"sklearn MLP (1 hidden layer of 128 ReLU, seed 0) on {CROP}x{CROP} ink-centred crops of "
+                          f"one frame per real training clip ({reference.train_size})",
+            "test_clips": len(reference.test_y), "frames": reference.num_frames, "canvas": reference.canvas,
+            "real_test": reference.test, "frechet_floor_train_vs_test": reference.floor,
+            "target_accuracy_ratio": TARGET_ACCURACY_RATIO}
+
+
+def format_table(reference: MovingDigitsReference, rows: dict[str, dict[str, Any]]) -> str:
+    ref = reference.test
+    lines = ["| source | per-frame accuracy | / real test (target >= 0.85) | clip accuracy | label agreement | "
+             "frame-to-frame L1 | / real | ink CV | Fréchet (vs test) | / floor |",
+             "|---|---|---|---|---|---|---|---|---|---|",
+             f"| real test clips | {ref['frame_accuracy']:.4f} | 1.00 | {ref['clip_accuracy']:.4f} | "
+             f"{ref['label_agreement']:.4f} | {ref['frame_l1']:.4f} | 1.00 | {ref['ink_cv']:.4f} | - | - |",
+             f"| real train frames (floor) | - | - | - | - | - | - | - | {reference.floor:.3f} | 1.00 |"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['frame_accuracy']:.4f} | {r['accuracy_ratio']:.3f} | {r['clip_accuracy']:.4f} | "
+                     f"{r['label_agreement']:.4f} | {r['frame_l1']:.4f} | {r['frame_l1_ratio']:.2f} | "
+                     f"{r['ink_cv']:.4f} | {r['frechet']:.3f} | {r['frechet_ratio']:.2f} |")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Measurement tools behind `djepa bench` and `bench/*.py`: FLOP counts, the machine's matmul rate, timings."""

@@ -1,0 +1,186 @@
+"""The text-to-speech generator: text in, 22,050 Hz audio out (D-JEPA over mel tokens + Griffin-Lim).
+
+`SpeechGenerator.generate` normalizes each text, maps it to symbols, predicts its length with the length
+model (divided by `speed`), samples mel tokens with the masked-AR loop (guidance on the text), and
+vocodes each row's mel, cut to its predicted length. Checkpoints: one safetensors file, tensors
+`model.*`, header `format` = "djepa-speech/1" and `config` = the :class:`TTSConfig` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from djepa_core.config import ModelConfig, SamplingConfig
+from djepa_core.models.tts import SpeechConfig, TextToSpeechDJEPA, tts_model_config
+from djepa_core.samplers.masked_ar import SampleSettings
+from djepa_core.samplers.noise import GeneratorNoise, NoiseSource, PerSampleNoise
+from djepa_core.samplers.speech import sample_speech_tokens
+from djepa_core.text import normalize, text_to_ids
+
+FORMAT = "djepa-speech/1"
+
+
+@dataclass(frozen=True)
+class TTSConfig:
+    model: ModelConfig
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(num_steps=32, cfg_scale=2.0,
+                                                                            temperature=1.0))
+    name: str = "djepa-speech"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model.to_dict(), "speech": self.speech.to_dict(),
+                "sampling": self.sampling.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TTSConfig:
+        unknown = sorted(set(data) - {"name", "model", "speech", "sampling"})
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys are ['model', 'name', 'sampling', 'speech']")
+        return cls(model=ModelConfig.from_dict(data.get("model", {})),
+                   speech=SpeechConfig.from_dict(data.get("speech", {})),
+                   sampling=SamplingConfig.from_dict(data.get("sampling", {})), name=str(data.get("name", "")))
+
+
+def _preset(name: str, max_tokens: int, width: int, depth: int, heads: int, head_depth: int, head_width: int,
+            max_text: int, num_buffer: int, steps: int, head_steps: int, **extra: Any) -> TTSConfig:
+    speech = SpeechConfig(max_text=max_text, num_buffer=num_buffer)
+    model = tts_model_config(speech, max_tokens, width, depth, heads, head_depth, head_width, "flow", **extra)
+    return TTSConfig(model, speech, SamplingConfig(num_steps=steps, cfg_scale=2.0, temperature=1.0,
+                                                   head_steps=head_steps), name=name)
+
+
+# ours (no reference exists for speech): ~370 tokens = 17 s of audio, 192 characters of text
+SPEECH_PRESETS: dict[str, TTSConfig] = {
+    "djepa-speech-s": _preset("djepa-speech-s", 372, 256, 6, 8, 3, 512, 192, 8, 32, 24, diffusion_batch_mul=2),
+    "djepa-speech-xs": _preset("djepa-speech-xs", 372, 128, 3, 4, 2, 256, 192, 8, 24, 16, diffusion_batch_mul=2),
+    "djepa-speech-tiny": _preset("djepa-speech-tiny", 64, 32, 1, 2, 1, 32, 48, 2, 4, 4, diffusion_batch_mul=1),
+}
+
+
+class SpeechGenerator:
+    def __init__(self, config: TTSConfig, model: TextToSpeechDJEPA) -> None:
+        self.config = config
+        self.model = model.eval()
+        self.tokenizer = config.speech.tokenizer()
+
+    @classmethod
+    def from_config(cls, config: TTSConfig, seed: int = 0) -> SpeechGenerator:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = TextToSpeechDJEPA(config.model, config.speech)
+        return cls(config, model)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.tokenizer.cfg.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.fake_latent.device
+
+    def to(self, device: torch.device | str) -> SpeechGenerator:
+        self.model.to(device)
+        self.tokenizer.to(device)
+        return self
+
+    def settings(self, **overrides: Any) -> SampleSettings:
+        s = self.config.sampling
+        base = SampleSettings(num_steps=s.num_steps, cfg_scale=s.cfg_scale, cfg_schedule=s.cfg_schedule,
+                              temperature=s.temperature, head_steps=s.head_steps, ode_method=s.ode_method,
+                              diffusion_method=s.diffusion_method, ddim_eta=s.ddim_eta)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Raw texts -> symbol ids [B, T] (0-padded); errors name the text's index."""
+        rows = []
+        for i, t in enumerate(texts):
+            ids = text_to_ids(normalize(t), self.config.speech.symbols, normalized=True)
+            if not ids:
+                raise ValueError(f"text {i} has nothing to say after normalization: {t!r}")
+            if len(ids) > self.config.speech.max_text:
+                raise ValueError(f"text {i} has {len(ids)} symbols after normalization; the model takes at most "
+                                 f"{self.config.speech.max_text}")
+            rows.append(ids)
+        out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r)
+        return out
+
+    def frames(self, text: torch.Tensor, speed: float = 1.0) -> torch.Tensor:
+        """Predicted mel frames [B] (int64) of symbol ids [B, T]; errors when it exceeds the model's slots."""
+        if not math.isfinite(speed) or speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        with torch.no_grad():
+            frames = self.model.length_model(text.to(self.device), speed).round().long()
+        k, slots = self.config.speech.frames_per_token, self.config.model.seq_len
+        too_long = (frames > k * slots).nonzero().flatten().tolist()
+        if too_long:
+            seconds = k * slots * self.tokenizer.cfg.hop / self.sample_rate
+            raise ValueError(f"text {too_long[0]} would last longer than the model's {k * slots} mel frames "
+                             f"({seconds:.1f} s); shorten it or raise speed")
+        return frames
+
+    @torch.no_grad()
+    def generate(self, texts: Sequence[str], *, seeds: Sequence[int] | None = None, seed: int | None = None,
+                 settings: SampleSettings | None = None, noise: NoiseSource | None = None, speed: float = 1.0,
+                 vocoder_iters: int = 32) -> list[torch.Tensor]:
+        """One mono waveform [N_i] (float, about [-1, 1]) at `sample_rate` per text."""
+        if not texts:
+            raise ValueError("need at least one text")
+        text = self.encode_texts(texts).to(self.device)
+        frames = self.frames(text, speed)
+        k = self.config.speech.frames_per_token
+        lengths = (frames + k - 1) // k
+        if noise is None:
+            if seeds is not None:
+                if len(seeds) != len(texts):
+                    raise ValueError(f"{len(seeds)} seeds for {len(texts)} texts")
+                noise = PerSampleNoise(seeds, device="cpu")
+            else:
+                noise = GeneratorNoise(seed=0 if seed is None else seed)
+        tokens = sample_speech_tokens(self.model, text, lengths, noise, settings or self.settings())
+        mel = self.tokenizer.tokens_to_mel(tokens)  # (B, 80, L k)
+        out = []
+        for i, n in enumerate(frames.tolist()):
+            g = torch.Generator().manual_seed(seeds[i] if seeds is not None else (seed or 0))
+            audio = self.tokenizer.vocode(mel[i: i + 1, :, :n], iters=vocoder_iters, generator=g)[0]
+            out.append(audio)
+        return out
+
+
+def save_speech_generator(path: str | Path, gen: SpeechGenerator, extra_metadata: dict[str, str] | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in gen.model.state_dict().items()}
+    meta = {"format": FORMAT, "config": json.dumps(gen.config.to_dict())}
+    meta.update(extra_metadata or {})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # a model file, readable by the serving user
+    tmp.replace(path)
+    return path
+
+
+def load_speech_generator(path: str | Path, device: torch.device | str = "cpu") -> SpeechGenerator:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a djepa speech checkpoint (format {meta.get('format')!r})")
+        state = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}  # noqa: SIM118
+    config = TTSConfig.from_dict(json.loads(meta["config"]))
+    gen = SpeechGenerator.from_config(config)
+    gen.model.load_state_dict(state, strict=True)
+    return gen.to(device)
