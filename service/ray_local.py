@@ -61,6 +61,11 @@ def start_ray(num_cpus: int = 2, num_gpus: int | None = None, metrics_port: int 
     (home / "ray_bootstrap_config.yaml").write_text(BOOTSTRAP)
     env = {"HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_metrics_report_interval_ms": "1000"}
+    # Serve's proxy must answer its readiness check within 5 s (Ray's default) or it is killed and restarted,
+    # again and again on a loaded 2-core machine (seen: a CI-like run beside two CPU jobs). Give it 30 s
+    # unless the caller set these.
+    for name in ("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S"):
+        env[name] = os.environ.get(name, "30")
     os.environ.pop("RAY_ADDRESS", None)  # never join a cluster by accident: this one is ours
     old_home = os.environ.get("HOME")
     os.environ.update(env)  # inherited by every Ray process started below
