@@ -64,8 +64,9 @@ PRESETS: dict[str, GeneratorConfig] = {
     # the embedded default image model (djepa_core/assets/default_image.safetensors; configs/digits.yaml)
     "djepa-digits": GeneratorConfig(
         _model(128, 4, 4, 3, 256, "flow", 10, (4, 4), 16, 8, diffusion_batch_mul=2),
-        # cfg 1.25: the lowest Fréchet distance with guidance on of the sweep (djepa_core/assets/default_image.json)
-        _digits_tokenizer(), SamplingConfig(num_steps=16, cfg_scale=1.25, temperature=1.0, head_steps=32),
+        # cfg 1.25, 4 AR steps x 16 Euler points: the best Fréchet distance of the sweeps, and the cheapest but one
+        # (djepa_core/assets/default_image.json, bench/RESULTS.md "Quality against speed")
+        _digits_tokenizer(), SamplingConfig(num_steps=4, cfg_scale=1.25, temperature=1.0, head_steps=16),
         name="djepa-digits", class_names=tuple(str(i) for i in range(10))),
     "djepa-tiny": GeneratorConfig(
         _model(64, 2, 4, 2, 64, "gauss", 10, (4, 4), 16, 8, diffusion_batch_mul=2),

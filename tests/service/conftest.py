@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import faulthandler
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,9 @@ import pytest
 
 from service.config import GRPC_SERVICER_FUNCTIONS, AppConfig, EngineConfig, VideoConfig
 
-SETUP_LIMIT_S = 240  # Ray + Serve start in ~10 s on 2 cores; past this the session is stuck: dump and exit
+# Ray + Serve + the six apps start in ~40 s on 2 idle cores (several minutes on a loaded machine); past this
+# the session is stuck: dump every thread's stack to the real stderr (pytest captures sys.stderr) and exit
+SETUP_LIMIT_S = 600
 TINY = EngineConfig(preset="djepa-tiny", threads=1)
 # the video generator of the main and limited apps: an untrained tiny video preset (8 frames of 16x16), GIF/WebP x2
 TINY_VIDEO = VideoConfig(engine=EngineConfig(preset="djepa-video-tiny", threads=1), upscale=2)
@@ -54,7 +57,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from service import ray_local
     from service.deployments import build_app
 
-    faulthandler.dump_traceback_later(SETUP_LIMIT_S, exit=True)
+    faulthandler.dump_traceback_later(SETUP_LIMIT_S, exit=True, file=sys.__stderr__ or sys.stderr)
     try:
         ray_local.start_ray(num_cpus=2, metrics_port=ray_local.free_port())  # scraped by test_prometheus.py
         local = ray_local.start_serve(access_log=False, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS)
