@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from djepa_core.config import ModelConfig, SamplingConfig
 from djepa_core.models.tts import SpeechConfig, TextToSpeechDJEPA, tts_model_config
-from djepa_core.samplers.masked_ar import SampleSettings
+from djepa_core.samplers.masked_ar import SampleSettings, settings_from_config
 from djepa_core.samplers.noise import GeneratorNoise, NoiseSource, PerSampleNoise
 from djepa_core.samplers.speech import sample_speech_tokens
 from djepa_core.text import normalize, text_to_ids
@@ -94,11 +94,7 @@ class SpeechGenerator:
         return self
 
     def settings(self, **overrides: Any) -> SampleSettings:
-        s = self.config.sampling
-        base = SampleSettings(num_steps=s.num_steps, cfg_scale=s.cfg_scale, cfg_schedule=s.cfg_schedule,
-                              temperature=s.temperature, head_steps=s.head_steps, ode_method=s.ode_method,
-                              diffusion_method=s.diffusion_method, ddim_eta=s.ddim_eta)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        return settings_from_config(self.config.sampling, **overrides)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """Raw texts -> symbol ids [B, T] (0-padded); errors name the text's index."""

@@ -9,14 +9,13 @@ default) or `frames` (frame by frame), chosen per call through the settings.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
 
 from djepa_core.config import GeneratorConfig
 from djepa_core.models.djepa import DJEPA
-from djepa_core.samplers.masked_ar import SampleSettings, sample_tokens
+from djepa_core.samplers.masked_ar import SampleSettings, sample_tokens, settings_from_config
 from djepa_core.samplers.noise import GeneratorNoise, NoiseSource, PerSampleNoise
 from djepa_core.tokenizers.factory import build_video_tokenizer
 from djepa_core.tokenizers.video import VideoPatchTokenizer
@@ -55,10 +54,7 @@ class VideoGenerator:
 
     def settings(self, **overrides: Any) -> SampleSettings:
         """The config's sampling defaults with `overrides` (None values ignored), e.g. order="frames"."""
-        s = self.config.sampling
-        base = SampleSettings(num_steps=s.num_steps, cfg_scale=s.cfg_scale, cfg_schedule=s.cfg_schedule,
-                              temperature=s.temperature, head_steps=s.head_steps, ode_method=s.ode_method)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        return settings_from_config(self.config.sampling, **overrides)
 
     @torch.no_grad()
     def generate(self, labels: Sequence[int] | torch.Tensor, *, seeds: Sequence[int] | None = None,

@@ -12,13 +12,15 @@ are revealed first (in random order within the frame), then frame 1's, and so on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
+from djepa_core.config import SamplingConfig
 from djepa_core.heads.gaussian import Denoiser
 from djepa_core.heads.schedule import make_schedule
 from djepa_core.models.djepa import DJEPA
@@ -68,6 +70,15 @@ class SampleSettings:
             raise ValueError(f"cfg_schedule must be 'linear' or 'constant', got {self.cfg_schedule!r}")
         if self.order not in ("random", "frames"):
             raise ValueError(f"order must be 'random' or 'frames', got {self.order!r}")
+
+
+def settings_from_config(sampling: SamplingConfig, **overrides: Any) -> SampleSettings:
+    """A generator's stored sampling defaults as SampleSettings, with `overrides` (None values ignored):
+    the one place every generator (image, video, speech) turns its config into settings."""
+    names = {f.name for f in dataclasses.fields(SampleSettings)}
+    base = SampleSettings(**{f.name: getattr(sampling, f.name) for f in dataclasses.fields(sampling)
+                             if f.name in names})
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def make_head_sampler(model: DJEPA, settings: SampleSettings) -> HeadSampler:
