@@ -19,6 +19,25 @@ from djepa_core.tokenizers.image_vae import VAETokenizer
 from djepa_core.tokenizers.patches import PatchTokenizer
 
 
+def class_labels_and_noise(labels: Sequence[int] | torch.Tensor, num_classes: int, device: torch.device,
+                           seeds: Sequence[int] | None, seed: int | None, noise: NoiseSource | None,
+                           what: str) -> tuple[torch.Tensor, NoiseSource]:
+    """Checked class ids [B] on `device` and the noise source of one `generate` call (image or video):
+    `noise` if given, else one generator per sample from `seeds`, else one generator from `seed` (0)."""
+    labels_t = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(device)
+    if labels_t.numel() == 0:
+        raise ValueError("need at least one class id")
+    if int(labels_t.min()) < 0 or int(labels_t.max()) >= num_classes:
+        raise ValueError(f"class ids must be in [0, {num_classes}), got {labels_t.tolist()}")
+    if noise is not None:
+        return labels_t, noise
+    if seeds is not None:
+        if len(seeds) != labels_t.numel():
+            raise ValueError(f"{len(seeds)} seeds for {labels_t.numel()} {what}")
+        return labels_t, PerSampleNoise(seeds, device="cpu")
+    return labels_t, GeneratorNoise(seed=0 if seed is None else seed)
+
+
 class ImageGenerator:
     def __init__(self, config: GeneratorConfig, model: DJEPA, tokenizer: PatchTokenizer | VAETokenizer) -> None:
         if tuple(tokenizer.grid) != tuple(config.model.grid) or tokenizer.token_dim != config.model.token_dim:
@@ -60,18 +79,7 @@ class ImageGenerator:
         Randomness: `seeds` (one per image: each image depends only on its own seed), else `seed`
         (one generator for the batch), else `noise`.
         """
-        labels_t = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(self.device)
-        n = self.config.model.num_classes
-        if labels_t.numel() == 0:
-            raise ValueError("need at least one class id")
-        if int(labels_t.min()) < 0 or int(labels_t.max()) >= n:
-            raise ValueError(f"class ids must be in [0, {n}), got {labels_t.tolist()}")
-        if noise is None:
-            if seeds is not None:
-                if len(seeds) != labels_t.numel():
-                    raise ValueError(f"{len(seeds)} seeds for {labels_t.numel()} images")
-                noise = PerSampleNoise(seeds, device="cpu")
-            else:
-                noise = GeneratorNoise(seed=0 if seed is None else seed)
+        labels_t, noise = class_labels_and_noise(labels, self.config.model.num_classes, self.device, seeds, seed,
+                                                 noise, "images")
         tokens = sample_tokens(self.model, labels_t, noise, settings or self.settings(), progress=progress)
         return self.tokenizer.decode(tokens)

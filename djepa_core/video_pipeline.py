@@ -15,8 +15,9 @@ import torch
 
 from djepa_core.config import GeneratorConfig
 from djepa_core.models.djepa import DJEPA
+from djepa_core.pipeline import class_labels_and_noise
 from djepa_core.samplers.masked_ar import SampleSettings, sample_tokens, settings_from_config
-from djepa_core.samplers.noise import GeneratorNoise, NoiseSource, PerSampleNoise
+from djepa_core.samplers.noise import NoiseSource
 from djepa_core.tokenizers.factory import build_video_tokenizer
 from djepa_core.tokenizers.video import VideoPatchTokenizer
 
@@ -66,21 +67,10 @@ class VideoGenerator:
         `num_frames` (1..T, default T) keeps the first frames of each generated clip. Randomness:
         `seeds` (one per clip: each clip depends only on its own seed), else `seed`, else `noise`.
         """
-        labels_t = torch.as_tensor(labels, dtype=torch.long).reshape(-1).to(self.device)
-        n = self.config.model.num_classes
-        if labels_t.numel() == 0:
-            raise ValueError("need at least one class id")
-        if int(labels_t.min()) < 0 or int(labels_t.max()) >= n:
-            raise ValueError(f"class ids must be in [0, {n}), got {labels_t.tolist()}")
+        labels_t, noise = class_labels_and_noise(labels, self.config.model.num_classes, self.device, seeds, seed,
+                                                 noise, "clips")
         frames = self.num_frames if num_frames is None else int(num_frames)
         if not 1 <= frames <= self.num_frames:
             raise ValueError(f"num_frames must be in [1, {self.num_frames}], got {num_frames}")
-        if noise is None:
-            if seeds is not None:
-                if len(seeds) != labels_t.numel():
-                    raise ValueError(f"{len(seeds)} seeds for {labels_t.numel()} clips")
-                noise = PerSampleNoise(seeds, device="cpu")
-            else:
-                noise = GeneratorNoise(seed=0 if seed is None else seed)
         tokens = sample_tokens(self.model, labels_t, noise, settings or self.settings(), progress=progress)
         return self.tokenizer.decode(tokens)[:, :frames]
