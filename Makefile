@@ -42,6 +42,12 @@ sysdeps:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng; \
 	else echo "sysdeps: espeak-ng missing: apt-get install espeak-ng (as root)"; fi
+	@# Debian's chromium: tests/service/test_playground.py drives the playground page in it, headless; same
+	@# rules (fails under DJEPA_REQUIRE_BROWSER=1, .ci/run, when missing)
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "sysdeps: chromium missing: apt-get install chromium (as root)"; fi
 
 pytest: setup sysdeps
 	$(PY) -m pytest -q

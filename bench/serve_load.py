@@ -6,12 +6,23 @@ and p50/p95/p99 latency. Batching off is the same deployment reconfigured live t
 The engine's own batched throughput (no Ray, no HTTP) is measured in this process first.
 
     .venv/bin/python bench/serve_load.py --out /tmp/table.md     # about 5 minutes on 2 cores
+
+Open-loop Poisson arrivals (issue 11: continuous against static batching): requests arrive at each
+rate in `--rates` (requests/s, exponential gaps from a fixed seed) for `--seconds`, whatever the answers;
+reported per rate: throughput (images/s, completed / time from the first send to the last answer) and
+p50/p99 latency; then the saturation throughput of each mode (closed loop at `--saturation` clients).
+Modes: `static` (`@serve.batch`, max_batch_size `--batch`, wait `--wait`) and `continuous` (the step
+scheduler, max_in_flight `--batch`).
+
+    .venv/bin/python bench/serve_load.py --arrivals poisson --rates 1,2,4 --modes static,continuous \
+        --seconds 20 --out /tmp/poisson.md
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 import time
 from dataclasses import dataclass
@@ -59,7 +70,8 @@ def engine_throughput(config: EngineConfig, batch: int, repeats: int) -> float:
     return batch * repeats / (time.perf_counter() - t0)
 
 
-async def closed_loop(url: str, concurrency: int, seconds: float, max_requests: int, mode: str) -> Level:
+async def closed_loop(url: str, concurrency: int, seconds: float, max_requests: int, mode: str,
+                      body: dict[str, object] | None = None) -> Level:
     latencies: list[float] = []
     errors = 0
     sent = 0
@@ -72,7 +84,7 @@ async def closed_loop(url: str, concurrency: int, seconds: float, max_requests: 
             while time.perf_counter() < deadline and sent < max_requests:
                 sent += 1
                 t0 = time.perf_counter()
-                r = await client.post("/v1/images", json={"class_id": sent % 10, "seed": sent})
+                r = await client.post("/v1/images", json={"class_id": sent % 10, "seed": sent, **(body or {})})
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - t0)
                 else:
@@ -82,6 +94,99 @@ async def closed_loop(url: str, concurrency: int, seconds: float, max_requests: 
         await asyncio.gather(*[worker(w) for w in range(concurrency)])
         elapsed = time.perf_counter() - t0
     return Level(mode, concurrency, len(latencies), errors, elapsed, latencies)
+
+
+async def poisson_load(url: str, rate: float, seconds: float, mode: str, seed: int,
+                       body: dict[str, object]) -> Level:
+    """Open loop: requests at Poisson arrivals of `rate` per second for `seconds`; waits for every answer."""
+    gaps = random.Random(seed)
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+
+        async def one(k: int) -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            r = await client.post("/v1/images", json={"class_id": k % 10, "seed": k, **body})
+            if r.status_code == 200:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+
+        start = time.perf_counter()
+        tasks, k, at = [], 0, 0.0
+        while True:
+            at += gaps.expovariate(rate)
+            if at > seconds:
+                break
+            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+            tasks.append(asyncio.ensure_future(one(k)))
+            k += 1
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return Level(mode, 0, len(latencies), errors, elapsed, latencies)
+
+
+def generator_options(mode: str, batch: int, wait: float) -> dict[str, dict[str, object]]:
+    """deploy/serve.yaml-style options of the image generator for a benchmark mode."""
+    user: dict[str, object] = {"max_batch_size": 1 if mode == "unbatched" else batch, "batch_wait_timeout_s": wait}
+    if mode == "continuous":
+        user.update({"batching": "continuous", "max_in_flight": batch, "max_waiting": 1024})
+    return {"ImageGenerator": {"max_ongoing_requests": max(64, 2 * batch) + (1024 if mode == "continuous" else 0),
+                               "max_queued_requests": 1024, "user_config": user}}
+
+
+def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
+    from ray import serve
+
+    from service.deployments import build_app
+
+    rates = [float(r) for r in args.rates.split(",")]
+    body: dict[str, object] = {} if args.num_steps is None else {"num_steps": args.num_steps}
+    results: dict[tuple[str, float], Level] = {}
+    saturation: dict[str, Level] = {}
+    ray_local.start_ray(num_cpus=args.num_cpus)
+    try:
+        local = ray_local.start_serve(access_log=False)
+        for mode in args.modes.split(","):
+            serve.run(build_app(AppConfig(engine=engine_cfg, request_timeout_s=600),
+                                generator_options(mode, args.batch, args.wait)), name="bench", route_prefix="/")
+            asyncio.run(closed_loop(local.url, 2, 2.0, 4, "warm-up"))
+            for i, rate in enumerate(rates):
+                level = asyncio.run(poisson_load(local.url, rate, args.seconds, mode, 1000 + i, body))
+                results[(mode, rate)] = level
+                print(f"{mode:10s} rate {rate:5.2f}/s: {level.throughput:6.2f} img/s  p50 {level.pct(50):.3f}s  "
+                      f"p99 {level.pct(99):.3f}s  ({level.requests} ok, {level.errors} errors)", flush=True)
+            if args.saturation > 0:
+                level = asyncio.run(closed_loop(local.url, args.saturation, args.seconds, 100000, mode, body))
+                saturation[mode] = level
+                print(f"{mode:10s} saturation C={args.saturation}: {level.throughput:6.2f} img/s  "
+                      f"p50 {level.pct(50):.3f}s  p99 {level.pct(99):.3f}s", flush=True)
+        model = serve.get_deployment_handle("ImageGenerator", app_name="bench").info.remote().result().id
+    finally:
+        ray_local.shutdown()
+    modes = args.modes.split(",")
+    lines = [f"model `{model}`, torch threads {args.threads}, {args.num_cpus} Ray CPUs; static: max_batch_size "
+             f"{args.batch}, wait {args.wait}s; continuous: max_in_flight {args.batch}; num_steps "
+             f"{args.num_steps or 'default'}; {args.seconds:g}s of Poisson arrivals per rate", "",
+             "| rate req/s | " + " | ".join(f"{m} img/s | p50 s | p99 s" for m in modes) + " |",
+             "|---:|" + "---:|---:|---:|" * len(modes)]
+    for rate in rates:
+        row = [f"{rate:g}"]
+        for m in modes:
+            r = results[(m, rate)]
+            row += [f"{r.throughput:.2f}", f"{r.pct(50):.3f}", f"{r.pct(99):.3f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    if saturation:
+        lines += ["", f"saturation (closed loop, {args.saturation} clients): " + ", ".join(
+            f"{m} {r.throughput:.2f} img/s (p99 {r.pct(99):.2f}s)" for m, r in saturation.items())]
+    lines.append(f"\nerrors: {sum(r.errors for r in [*results.values(), *saturation.values()])}")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        args.out.write_text(table)
+    return 0
 
 
 def main() -> int:
@@ -97,9 +202,18 @@ def main() -> int:
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--modes", default="batched,unbatched", help="which service modes to sweep")
     p.add_argument("--out", type=Path, help="write the markdown table here")
+    p.add_argument("--arrivals", choices=("closed", "poisson"), default="closed",
+                   help="closed loop (concurrency levels) or open-loop Poisson arrivals (rates)")
+    p.add_argument("--rates", default="1,2,4", help="poisson: comma-separated arrival rates, requests/s")
+    p.add_argument("--saturation", type=int, default=32, help="poisson: closed-loop clients of the saturation "
+                   "run of each mode (0: none)")
+    p.add_argument("--num-steps", type=int, help="AR steps of every request (default: the model's)")
     args = p.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",")]
     engine_cfg = EngineConfig(checkpoint=args.checkpoint, preset=args.preset, threads=args.threads)
+    if args.arrivals == "poisson":
+        torch.set_num_threads(args.threads)
+        return poisson_main(args, engine_cfg)
+    levels = [int(c) for c in args.concurrency.split(",")]
 
     torch.set_num_threads(args.threads)
     base1 = engine_throughput(engine_cfg, 1, 3)

@@ -1,7 +1,9 @@
 """Our checkpoint format: one safetensors file holding the generator's weights and its resolved config.
 
 Tensors: `model.*` (the D-JEPA network, EMA weights for serving) and `tokenizer.*` (the VAE, when
-the tokenizer has weights). Header metadata: `format` = "djepa/1" and `config` = the
+the tokenizer has weights); float32, or float16 when written with `half=True` (shipped assets: half
+the bytes; loading casts them back into the float32 module, so the arithmetic stays float32). Header
+metadata: `format` = "djepa/1" and `config` = the
 :class:`GeneratorConfig` as JSON, so one file rebuilds the exact generator. No pickle anywhere.
 """
 
@@ -26,13 +28,17 @@ FORMAT = "djepa/1"
 
 
 def save_generator(path: str | Path, gen: ImageGenerator | VideoGenerator,
-                   extra_metadata: dict[str, str] | None = None) -> Path:
-    """Write `gen` to `path` atomically (a temporary file renamed into place)."""
+                   extra_metadata: dict[str, str] | None = None, half: bool = False) -> Path:
+    """Write `gen` to `path` atomically (a temporary file renamed into place); `half`: float tensors as float16."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in gen.model.state_dict().items()}
-    tensors.update({f"tokenizer.{k}": v.detach().cpu().contiguous()
-                    for k, v in gen.tokenizer.state_dict().items()})
+
+    def store(v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().cpu()
+        return (v.half() if half and v.is_floating_point() else v).contiguous()
+
+    tensors = {f"model.{k}": store(v) for k, v in gen.model.state_dict().items()}
+    tensors.update({f"tokenizer.{k}": store(v) for k, v in gen.tokenizer.state_dict().items()})
     meta = {"format": FORMAT, "config": json.dumps(gen.config.to_dict())}
     meta.update(extra_metadata or {})
     tmp = path.with_name(path.name + ".tmp")
@@ -93,8 +99,8 @@ def load_any_generator(path: str | Path, device: torch.device | str = "cpu") -> 
                 tok_sd[key[len("tokenizer."):]] = f.get_tensor(key)
             else:
                 raise ValueError(f"{path}: unexpected tensor {key!r}")
-    load_strict(model, model_sd, f"{path.name} (model)")
-    load_strict(tokenizer, tok_sd, f"{path.name} (tokenizer)")
+    load_strict(model, model_sd, f"{path.name} (model)", float32=True)
+    load_strict(tokenizer, tok_sd, f"{path.name} (tokenizer)", float32=True)
     if isinstance(tokenizer, VideoTokenizer):
         return VideoGenerator(config, model.eval(), tokenizer).to(device)
     return ImageGenerator(config, model.eval(), tokenizer).to(device)

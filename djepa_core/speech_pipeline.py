@@ -8,6 +8,7 @@ vocodes each row's mel, cut to its predicted length. Checkpoints: one safetensor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -59,12 +60,24 @@ def _preset(name: str, max_tokens: int, width: int, depth: int, heads: int, head
                                                    head_steps=head_steps), name=name)
 
 
+def with_speech(config: TTSConfig, name: str | None = None, **changes: Any) -> TTSConfig:
+    """`config` with SpeechConfig fields changed (e.g. local_text=True); the backbone's prefix follows."""
+    speech = dataclasses.replace(config.speech, **changes)
+    model = dataclasses.replace(config.model, buffer_size=speech.prefix_len)
+    return dataclasses.replace(config, model=model, speech=speech, name=name or config.name)
+
+
 # ours (no reference exists for speech): ~370 tokens = 17 s of audio, 192 characters of text
 SPEECH_PRESETS: dict[str, TTSConfig] = {
     "djepa-speech-s": _preset("djepa-speech-s", 372, 256, 6, 8, 3, 512, 192, 8, 32, 24, diffusion_batch_mul=2),
     "djepa-speech-xs": _preset("djepa-speech-xs", 372, 128, 3, 4, 2, 256, 192, 8, 24, 16, diffusion_batch_mul=2),
     "djepa-speech-tiny": _preset("djepa-speech-tiny", 64, 32, 1, 2, 1, 32, 48, 2, 4, 4, diffusion_batch_mul=1),
 }
+# the same with the per-slot local text condition (models/tts.py), with and without the text rows in the prefix
+for _base in ("djepa-speech-xs", "djepa-speech-tiny"):
+    SPEECH_PRESETS[f"{_base}-local"] = with_speech(SPEECH_PRESETS[_base], f"{_base}-local", local_text=True)
+    SPEECH_PRESETS[f"{_base}-local-np"] = with_speech(SPEECH_PRESETS[_base], f"{_base}-local-np", local_text=True,
+                                                      text_prefix=False)
 
 
 class SpeechGenerator:
@@ -144,7 +157,7 @@ class SpeechGenerator:
                 noise = PerSampleNoise(seeds, device="cpu")
             else:
                 noise = GeneratorNoise(seed=0 if seed is None else seed)
-        tokens = sample_speech_tokens(self.model, text, lengths, noise, settings or self.settings())
+        tokens = sample_speech_tokens(self.model, text, lengths, noise, settings or self.settings(), frames=frames)
         mel = self.tokenizer.tokens_to_mel(tokens)  # (B, 80, L k)
         out = []
         for i, n in enumerate(frames.tolist()):
@@ -154,10 +167,45 @@ class SpeechGenerator:
         return out
 
 
-def save_speech_generator(path: str | Path, gen: SpeechGenerator, extra_metadata: dict[str, str] | None = None) -> Path:
+def default_speech_checkpoint() -> Path | None:
+    """The embedded default voice (`djepa_core/assets/default_speech.safetensors`), or None when absent."""
+    from djepa_core.assets import ASSETS
+
+    path = ASSETS / "default_speech.safetensors"
+    return path if path.is_file() else None
+
+
+def print_speech_presets() -> None:
+    """One line per speech preset (for `djepa presets`); the embedded default voice's preset is marked."""
+    default = default_speech_checkpoint()
+    default_name = None
+    if default is not None:
+        with safe_open(str(default), framework="pt") as f:
+            default_name = json.loads((f.metadata() or {}).get("config", "{}")).get("name")
+    for name, cfg in SPEECH_PRESETS.items():
+        m, sp = cfg.model, cfg.speech
+        with torch.device("meta"):
+            n = sum(p.numel() for p in TextToSpeechDJEPA(m, sp).parameters())
+        text = "+".join(k for k, on in (("prefix", sp.text_prefix), ("local", sp.local_text)) if on)
+        mark = "  (embedded default voice)" if name == default_name else ""
+        print(f"{name:<14} {n / 1e6:9.2f}M params  width {m.encoder_dim} depth {m.encoder_depth}/{m.decoder_depth} "
+              f"heads {m.encoder_heads}  head {m.head} {m.head_depth}x{m.head_width}  tokens ({m.seq_len},)x"
+              f"{m.token_dim} (mel, {sp.frames_per_token} frames)  text {sp.symbols} <= {sp.max_text} "
+              f"({text}){mark}")
+
+
+def save_speech_generator(path: str | Path, gen: SpeechGenerator, extra_metadata: dict[str, str] | None = None,
+                          dtype: torch.dtype | None = None) -> Path:
+    """Write `gen` as one safetensors file; `dtype` (e.g. torch.float16) stores the network's floating
+    tensors smaller (the loader casts them back to float32); the length model stays float32 (durations)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in gen.model.state_dict().items()}
+
+    def stored(name: str, v: torch.Tensor) -> torch.Tensor:
+        cast = dtype is not None and v.is_floating_point() and not name.startswith("length_model.")
+        return (v.to(dtype) if cast else v).detach().cpu().contiguous()
+
+    tensors = {f"model.{k}": stored(k, v) for k, v in gen.model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(gen.config.to_dict())}
     meta.update(extra_metadata or {})
     tmp = path.with_name(path.name + ".tmp")

@@ -13,8 +13,8 @@ What changes from deploy/serve.yaml, and why (everything else is copied as it is
 - cluster: `proxy_location: EveryNode`: Serve runs a proxy on the head and on every node holding a
   replica, so on every GPU worker (each holds a generator replica); the Service sends traffic to the
   workers, and a worker's `/readyz` probe asks the app through that worker's proxy.
-- cluster, gpu: every `engine.device` (image, and video when configured) becomes `cuda`, and each
-  generator's `ray_actor_options.num_gpus` its GPU_SHARE (0.5: one GPU holds one replica of each).
+- cluster, gpu: every `engine.device` (image, and video and speech when configured) becomes `cuda`, and
+  each generator's `ray_actor_options.num_gpus` its GPU_SHARE (one GPU holds one replica of each).
 - cluster: each generator's `num_replicas` becomes `autoscaling_config`: 1 to (GPU workers'
   maxReplicas x GPUs per worker) replicas, `target_ongoing_requests` = its `max_batch_size`, so Serve
   adds a replica when a replica holds a full batch, and KubeRay's autoscaler adds a GPU node for it.
@@ -44,9 +44,9 @@ NAME = "djepa"
 IMAGE = "djepa-serve:0.1.0-cuda"  # docker/Dockerfile.serve; --image for your registry
 RAY_VERSION = "2.60.0"  # = ray in the image (docker/constraints.txt); KubeRay needs it to match
 GENERATOR, INGRESS = "ImageGenerator", "Ingress"  # the deployment names of service/deployments.py
-# the generators' share of a GPU per replica: one GPU holds one replica of each (the image and the
-# video model together fit in one GPU's memory many times over)
-GPU_SHARE = {"ImageGenerator": 0.5, "VideoGenerator": 0.5}
+# the generators' share of a GPU per replica: one GPU holds one replica of each (the image, video and
+# speech models together fit in one GPU's memory many times over)
+GPU_SHARE = {"ImageGenerator": 0.4, "VideoGenerator": 0.3, "SpeechGenerator": 0.25}
 UID = 10001  # the images' non-root user
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": NAME}
 PORTS = {"serve": 8000, "grpc": 9000, "metrics": 8080, "dashboard": 8265, "gcs-server": 6379, "client": 10001}

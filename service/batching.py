@@ -12,10 +12,24 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from service.errors import InvalidRequest
-from service.types import ImageItem, ImageRequest, ModelInfo, VideoItem, VideoRequest
+from service.types import (
+    BatchStats,
+    ImageItem,
+    ImageRequest,
+    ModelInfo,
+    SpeechItem,
+    SpeechRequest,
+    VideoItem,
+    VideoRequest,
+)
+
+Out = TypeVar("Out")
 
 MAX_SEED = 2**63 - 1
 MAX_CFG_SCALE = 100.0
@@ -69,13 +83,29 @@ def expand(request: ImageRequest, info: ModelInfo, max_images: int) -> list[Imag
     return [ImageItem(class_id, seed + i, num_steps, cfg_scale, temperature) for i in range(request.n)]
 
 
-def group_by_settings(items: Sequence[ImageItem | VideoItem]) -> list[list[int]]:
+def group_by_settings(items: Sequence[ImageItem | VideoItem | SpeechItem]) -> list[list[int]]:
     """Indices of `items` grouped by settings (first-seen order), one group per forward pass."""
     groups: dict[tuple[object, ...], list[int]] = {}
     for i, item in enumerate(items):
         key: tuple[object, ...] = item.settings_key
         groups.setdefault(key, []).append(i)
     return list(groups.values())
+
+
+def run_in_groups(items: Sequence[ImageItem | VideoItem | SpeechItem],
+                  run: Callable[[list[int]], list[Out]]) -> list[tuple[Out, BatchStats]]:
+    """One output per item, in order, each with the forward pass it came from (queue_wait_s = 0): `run(group)`
+    makes the outputs of one group of `group_by_settings` (indices into `items`, one output per index), timed
+    as one pass. The engines' shared loop."""
+    out: list[tuple[Out, BatchStats] | None] = [None] * len(items)
+    for group in group_by_settings(items):
+        t0 = time.perf_counter()
+        outputs = run(group)
+        seconds = time.perf_counter() - t0
+        batch_id = uuid.uuid4().hex[:12]
+        for k, (i, output) in enumerate(zip(group, outputs, strict=True)):
+            out[i] = (output, BatchStats(batch_id, len(group), seconds, 0.0, k == 0))
+    return [o for o in out if o is not None]
 
 
 VIDEO_FORMATS = ("gif", "webp", "npz")
@@ -112,3 +142,33 @@ def expand_video(request: VideoRequest, info: ModelInfo) -> VideoItem:
     if not 0 <= seed <= MAX_SEED:
         raise InvalidRequest(f"seed must be in [0, {MAX_SEED}], got {seed}", "seed")
     return VideoItem(class_id, seed, num_frames, num_steps, cfg_scale, temperature, order, request.response_format)
+
+
+SPEECH_FORMATS = ("wav", "flac", "pcm")
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+
+
+def expand_speech(request: SpeechRequest, info: ModelInfo) -> SpeechItem:
+    """The one utterance of a speech request, checked against the speech model's card (every error names
+    its field). What only the model can judge (a text with nothing to say, or too long for it) the speech
+    generator checks before queueing the item."""
+    if request.model is not None:
+        _check_name(request.model, "model")
+    if request.model is not None and request.model != info.id:
+        raise InvalidRequest(f"unknown model {request.model!r}; this service's speech model is {info.id!r}", "model")
+    if request.voice is not None:
+        _check_name(request.voice, "voice")
+        if request.voice not in info.voices:
+            raise InvalidRequest(f"unknown voice {request.voice!r}; voices are {', '.join(info.voices)}", "voice")
+    if request.response_format not in SPEECH_FORMATS:
+        raise InvalidRequest(f"response_format must be one of {', '.join(SPEECH_FORMATS)}, got "
+                             f"{str(request.response_format)[:32]!r}", "response_format")
+    if not 1 <= len(request.text) <= info.max_text_chars:
+        raise InvalidRequest(f"text must be 1 to {info.max_text_chars} characters, got {len(request.text)}", "text")
+    speed = float(request.speed if request.speed is not None else 1.0)
+    if not (math.isfinite(speed) and MIN_SPEED <= speed <= MAX_SPEED):
+        raise InvalidRequest(f"speed must be in [{MIN_SPEED}, {MAX_SPEED}], got {speed}", "speed")
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"seed must be in [0, {MAX_SEED}], got {seed}", "seed")
+    return SpeechItem(request.text, seed, speed, request.response_format)

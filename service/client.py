@@ -3,7 +3,7 @@ to files. Registered through the `djepa.commands` entry point (pyproject), as `d
 
     djepa client image --class-id 3 -n 2 --seed 0 --out out/           # REST, http://127.0.0.1:8000
     djepa client image --class-id 3 --transport grpc --out out/         # gRPC, 127.0.0.1:9000
-    djepa client speech --text "hello" --out hello.wav                  # UNIMPLEMENTED until speech exists
+    djepa client speech --text "hello" --out hello.wav                  # WAV (--format flac / pcm)
 """
 
 from __future__ import annotations

@@ -59,16 +59,30 @@ class EngineConfig:
         return dataclasses.asdict(self)
 
 
+BATCHING_MODES = ("static", "continuous")
+
+
 @dataclass(frozen=True)
 class BatchConfig:
-    """`@serve.batch` parameters, the generator's `user_config` (changeable live via reconfigure)."""
+    """The image generator's batching, its `user_config` (changeable live via reconfigure): `@serve.batch`
+    parameters, or continuous batching and its limits."""
 
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.01
+    # "static": `@serve.batch` above (whole requests per forward pass); "continuous": the step scheduler
+    # (scheduler.py): images join and leave at AR step boundaries (streams with previews use it either way)
+    batching: str = "static"
+    max_in_flight: int = 32  # continuous: images advanced together, one AR step per forward pass
+    max_waiting: int = 64  # continuous: images waiting for a slot; past in flight + waiting: 429
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.batching not in BATCHING_MODES:
+            raise ValueError(f"batching must be one of {', '.join(BATCHING_MODES)}, got {self.batching!r}")
+        if self.max_in_flight < 1 or self.max_waiting < 0:
+            raise ValueError(f"max_in_flight must be >= 1 and max_waiting >= 0, got {self.max_in_flight}, "
+                             f"{self.max_waiting}")
         if not 0 <= self.batch_wait_timeout_s <= 60:
             raise ValueError(f"batch_wait_timeout_s must be in [0, 60], got {self.batch_wait_timeout_s}")
 
@@ -104,6 +118,36 @@ class VideoConfig:
 
 
 @dataclass(frozen=True)
+class SpeechConfig:
+    """The speech generator of an application (`args.speech` of deploy/serve.yaml; absent: no speech model).
+
+    `engine` names the model (`checkpoint`: a djepa speech .safetensors; `preset`: an untrained speech preset, for
+    smoke runs; neither: the embedded default voice, and the generator stays not ready, with the reason, while
+    this build ships none). Texts are 1 to `max_text_chars` characters; the Griffin-Lim vocoder runs
+    `vocoder_iters` iterations; `voice` is the name of the one voice (OpenAI's `voice` field).
+    """
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    max_text_chars: int = 500
+    vocoder_iters: int = 32
+    voice: str = "default"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_text_chars <= 100_000:
+            raise ValueError(f"speech: max_text_chars must be in [1, 100000], got {self.max_text_chars}")
+        if not 1 <= self.vocoder_iters <= 1000:
+            raise ValueError(f"speech: vocoder_iters must be in [1, 1000], got {self.vocoder_iters}")
+        if not self.voice:
+            raise ValueError("speech: voice must be a non-empty name")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpeechConfig:
+        data = dict(data)
+        engine = EngineConfig.from_dict(dict(data.pop("engine", None) or {}))
+        return dataclasses.replace(from_dict_strict(cls, data, "speech"), engine=engine)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The application's `args`: the engine plus the ingress's limits."""
 
@@ -119,6 +163,7 @@ class AppConfig:
     api_keys_file: str | None = None
     api_keys_env: str | None = None
     video: VideoConfig | None = None  # the video generator (None: POST /v1/videos answers 501 not_deployed)
+    speech: SpeechConfig | None = None  # the speech generator (None: POST /v1/speech answers 501 not_deployed)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_images_per_request <= 1024:
@@ -136,8 +181,10 @@ class AppConfig:
         engine = EngineConfig.from_dict(dict(data.pop("engine", None) or {}))
         video_data = data.pop("video", None)
         video = VideoConfig.from_dict(dict(video_data)) if video_data is not None else None
+        speech_data = data.pop("speech", None)
+        speech = SpeechConfig.from_dict(dict(speech_data)) if speech_data is not None else None
         rest = from_dict_strict(cls, data, "args")
-        return dataclasses.replace(rest, engine=engine, video=video)
+        return dataclasses.replace(rest, engine=engine, video=video, speech=speech)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

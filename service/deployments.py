@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2
 from ray import serve
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from ray.util import metrics as ray_metrics
 
 from service.config import AppConfig, BatchConfig, EngineConfig
@@ -32,7 +32,8 @@ from service.ingress.grpc import GenerationServicer
 from service.ingress.http import create_app
 from service.metrics import ServiceMetrics
 from service.proto_gen.djepa.v1 import generation_pb2 as pb
-from service.types import GeneratedImage, ImageItem, ModelInfo
+from service.scheduler import StepScheduler
+from service.types import GeneratedImage, ImageItem, ImagePreview, ModelInfo
 
 GENERATOR = "ImageGenerator"
 INGRESS = "Ingress"
@@ -57,10 +58,12 @@ class Refused:
     refusal (a deadline passed, the model failed to load) is no error in the replica's log.
     HandleBackend turns it into the service error."""
 
-    kind: str  # "deadline" or "not_ready"
+    kind: str  # "deadline", "not_ready" or "queue_full" (continuous batching: the replica holds its maximum)
     message: str
 
-    def error(self) -> DeadlineExceeded | NotReady:
+    def error(self, retry_after_s: int = 1) -> DeadlineExceeded | NotReady | QueueFull:
+        if self.kind == "queue_full":
+            return QueueFull(self.message, retry_after_s)
         return DeadlineExceeded(self.message) if self.kind == "deadline" else NotReady(self.message)
 
 
@@ -71,7 +74,9 @@ LATE = Refused("deadline", "the request's deadline passed before its batch start
                   max_ongoing_requests=2 * DEFAULT_BATCH.max_batch_size, max_queued_requests=256,
                   user_config=dataclasses.asdict(DEFAULT_BATCH))
 class ImageGeneratorDeployment:
-    """One engine per replica; items arriving together run as one `@serve.batch` (list in, list out)."""
+    """One engine per replica; items arriving together run as one `@serve.batch` (list in, list out), or
+    with `batching: continuous` (user_config) through the step scheduler (scheduler.py), which also serves
+    the preview streams (`generate_stream`) in either mode."""
 
     def __init__(self, engine: Mapping[str, Any]) -> None:
         config = EngineConfig.from_dict(dict(engine))
@@ -90,6 +95,13 @@ class ImageGeneratorDeployment:
             first = (str(e).strip().splitlines() or [""])[0]
             self.load_error = redact_paths(f"the model failed to load: {type(e).__name__}: {first}")
         self.model_id = self._engine.info.id if self._engine is not None else (config.name or "unknown")
+        self.scheduler = StepScheduler(self._engine, self.batch.max_in_flight, self.batch.max_waiting,
+                                       on_drop=self._on_drop) if self._engine is not None else None
+
+    def _on_drop(self, reason: str, started: bool) -> None:
+        """The scheduler dropped an image unfinished: counted with the batch path's skips when unstarted."""
+        if not started:
+            self._skip(reason)
 
     def _skip(self, reason: str, count: int = 1) -> None:
         if count > 0:
@@ -107,6 +119,8 @@ class ImageGeneratorDeployment:
         self.batch = BatchConfig.from_dict(dict(user_config))
         self._run_batch.set_max_batch_size(self.batch.max_batch_size)  # type: ignore[attr-defined]
         self._run_batch.set_batch_wait_timeout_s(self.batch.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        if self.scheduler is not None:
+            self.scheduler.configure(self.batch.max_in_flight, self.batch.max_waiting)
 
     def _not_loaded(self) -> Refused:
         return Refused("not_ready", self.load_error or "the model is not loaded")
@@ -130,6 +144,8 @@ class ImageGeneratorDeployment:
         if deadline is not None and time.time() >= deadline:
             self._skip("deadline")
             return LATE
+        if self.batch.batching == "continuous":
+            return await self._submit(item, deadline)
         pending = _Pending(item, time.perf_counter(), deadline)
         try:
             result: GeneratedImage | Refused = await self._run_batch(pending)
@@ -138,6 +154,36 @@ class ImageGeneratorDeployment:
                 self._skip("cancelled")
             raise
         return result
+
+    async def _submit(self, item: ImageItem, deadline: float | None) -> GeneratedImage | Refused:
+        """`item` through the step scheduler; expected refusals returned (a cancelled caller cancels the work)."""
+        assert self.scheduler is not None
+        try:
+            return await self.scheduler.submit(item, deadline)
+        except QueueFull as e:
+            return Refused("queue_full", e.message)
+        except DeadlineExceeded as e:
+            return Refused("deadline", e.message)
+
+    async def generate_stream(self, item: ImageItem, deadline: float | None = None,
+                              preview_every: int = 1) -> AsyncIterator[ImagePreview | GeneratedImage | Refused]:
+        """Previews of `item` every `preview_every` steps, then the image (or one Refused), always through the
+        step scheduler. A streaming handle call (`handle.options(stream=True)`); cancelling it cancels the work."""
+        if self._engine is None:
+            yield self._not_loaded()
+            return
+        if deadline is not None and time.time() >= deadline:
+            self._skip("deadline")
+            yield LATE
+            return
+        assert self.scheduler is not None
+        try:
+            async for event in self.scheduler.stream(item, deadline, preview_every):
+                yield event
+        except QueueFull as e:
+            yield Refused("queue_full", e.message)
+        except DeadlineExceeded as e:
+            yield Refused("deadline", e.message)
 
     @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
     async def _run_batch(self, entries: list[_Pending]) -> list[GeneratedImage | Refused]:
@@ -195,8 +241,29 @@ class HandleBackend:
             response.cancel()  # type: ignore[no-untyped-call]  # deadline passed or the client left: stop the work
             raise
         if isinstance(result, Refused):
-            raise result.error()
+            raise result.error(self.retry_after_s)
         return result
+
+    async def generate_stream(self, item: ImageItem, deadline: float | None = None,
+                              preview_every: int = 1) -> AsyncIterator[ImagePreview | GeneratedImage]:
+        """Previews of `item`, then its image (ingress/streaming.py's ImageStreamBackend); Ray's errors and refusals
+        become service errors. Closing the iterator early cancels the work."""
+        try:
+            stream: DeploymentResponseGenerator[Any] = self.handle.options(  # type: ignore[assignment]
+                stream=True).generate_stream.remote(item, deadline, preview_every)
+        except BackPressureError:
+            raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
+        try:
+            async for event in stream:
+                if isinstance(event, Refused):
+                    raise event.error(self.retry_after_s)
+                yield event
+        except BackPressureError:
+            raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
+        except DeploymentUnavailableError:
+            raise NotReady("the image generator is not available") from None
+        finally:
+            stream.cancel()  # type: ignore[no-untyped-call]  # no effect once the stream has ended
 
 
 class StreamFailed(Exception):
@@ -211,23 +278,32 @@ class IngressDeployment:
     (ingress/grpc.py, through Ray Serve's gRPC proxy), over one handle backend and one metrics registry."""
 
     def __init__(self, generator: DeploymentHandle[Any], args: Mapping[str, Any],
-                 video: DeploymentHandle[Any] | None = None) -> None:
+                 video: DeploymentHandle[Any] | None = None, speech: DeploymentHandle[Any] | None = None) -> None:
+        from service.speech_deployment import SpeechHandleBackend
         from service.video_deployment import VideoHandleBackend
 
         self.config = AppConfig.from_dict(dict(args))
         self.backend = HandleBackend(generator, self.config.retry_after_s)
         self.video = VideoHandleBackend(video, self.config.retry_after_s) if video is not None else None
+        self.speech = SpeechHandleBackend(speech, self.config.retry_after_s) if speech is not None else None
         self.metrics = ServiceMetrics()
-        self.grpc = GenerationServicer(self.backend, self.config, self.metrics, self.video)
+        self.grpc = GenerationServicer(self.backend, self.config, self.metrics, self.video, self.speech)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.backend, self.config, self.metrics, self.video)
+        return create_app(self.backend, self.config, self.metrics, self.video, self.speech)
 
     # djepa.v1.Generation (method names are the RPC names: Ray Serve's gRPC proxy calls them)
 
     async def GenerateImages(self, request: pb.GenerateImagesRequest,
                              grpc_context: RayServegRPCContext) -> pb.GenerateImagesResponse:
         return await self.grpc.generate_images(request, grpc_context)
+
+    async def GenerateImagesStream(self, request: pb.GenerateImagesRequest,
+                                   grpc_context: RayServegRPCContext) -> AsyncIterator[pb.GenerateImagesEvent]:
+        async for event in self.grpc.generate_images_stream(request, grpc_context):
+            yield event
+        if grpc_context.code() not in (None, grpc.StatusCode.OK):
+            raise StreamFailed(grpc_context.details())
 
     async def GenerateSpeech(self, request: pb.GenerateSpeechRequest,
                              grpc_context: RayServegRPCContext) -> AsyncIterator[pb.AudioChunk]:
@@ -272,7 +348,13 @@ def build_app(config: AppConfig, options: Mapping[str, Mapping[str, Any]] | None
 
         video_cls: Any = VideoGeneratorDeployment
         video = video_cls.options(**opts.get(VIDEO_GENERATOR, {})).bind(dataclasses.asdict(config.video))
-    return ingress_cls.options(**opts.get(INGRESS, {})).bind(generator, config.to_dict(), video)
+    speech = None
+    if config.speech is not None:  # the speech generator (POST /v1/speech, /v1/audio/speech, GenerateSpeech)
+        from service.speech_deployment import SPEECH_GENERATOR, SpeechGeneratorDeployment
+
+        speech_cls: Any = SpeechGeneratorDeployment
+        speech = speech_cls.options(**opts.get(SPEECH_GENERATOR, {})).bind(dataclasses.asdict(config.speech))
+    return ingress_cls.options(**opts.get(INGRESS, {})).bind(generator, config.to_dict(), video, speech)
 
 
 def app_builder(args: dict[str, Any]) -> Any:

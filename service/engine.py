@@ -3,6 +3,8 @@
 No Ray, FastAPI or gRPC here (design.md): deployments wrap an `ImageEngine`, tests inject one.
 `generate` runs one forward pass per group of items that share settings (see batching.py); every
 image comes from its own seed (`PerSampleNoise`), so an image does not depend on its batch-mates.
+The step API (`start`, `advance`, `outputs`, `preview`) serves continuous batching (scheduler.py):
+one AR step at a time for images at any step and with any settings (djepa_core/samplers/stepwise.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 from PIL import Image
 
 from djepa_core.pipeline import ImageGenerator
+from djepa_core.samplers import stepwise
+from djepa_core.samplers.masked_ar import HeadSampler, SampleSettings
 from djepa_core.tokenizers.image_vae import to_uint8
 from service.batching import group_by_settings
 from service.config import EngineConfig
@@ -80,6 +84,7 @@ class TorchImageEngine:
         sampling = generator.settings(num_steps=self.config.num_steps, cfg_scale=self.config.cfg_scale,
                                       temperature=self.config.temperature, head_steps=self.config.head_steps)
         self._base_settings = sampling
+        self._head_samplers: dict[tuple[object, ...], HeadSampler] = {}  # by stepwise.head_key, built once
         n = cfg.model.num_classes
         names = tuple(cfg.class_names) if len(cfg.class_names) == n else tuple(str(i) for i in range(n))
         size = cfg.tokenizer.image_size
@@ -102,6 +107,45 @@ class TorchImageEngine:
     def info(self) -> ModelInfo:
         return self._info
 
+    def item_settings(self, item: ImageItem) -> SampleSettings:
+        return self.generator.settings(num_steps=item.num_steps, cfg_scale=item.cfg_scale,
+                                       temperature=item.temperature, head_steps=self._base_settings.head_steps)
+
+    # ---------------------------------------------------------------- step API (continuous batching)
+
+    def start(self, item: ImageItem) -> stepwise.ARState:
+        """The state of a new image (ValueError for a class outside the model's)."""
+        if not 0 <= item.class_id < len(self._info.classes):
+            raise ValueError(f"class id {item.class_id} is outside [0, {len(self._info.classes)})")
+        return stepwise.start(self.generator.model, item.class_id, item.seed, self.item_settings(item))
+
+    def advance(self, states: Sequence[stepwise.ARState]) -> list[stepwise.ARState]:
+        """One AR step for all `states` together (one backbone forward, one head call)."""
+        return stepwise.advance(self.generator.model, states, self._head_samplers)
+
+    def is_done(self, state: stepwise.ARState) -> bool:
+        return stepwise.finished(state)
+
+    def step_of(self, state: stepwise.ARState) -> int:
+        return state.step
+
+    @torch.no_grad()
+    def outputs(self, items: Sequence[ImageItem], states: Sequence[stepwise.ARState]) -> list[ImageOutput]:
+        """The finished images of `states`, decoded together, as PNGs."""
+        if not states:
+            return []
+        images = self.generator.tokenizer.decode(torch.stack([s.tokens for s in states]))
+        pixels = to_uint8(images.cpu()).numpy()  # (B, H, W, C)
+        h, w = int(pixels.shape[1]), int(pixels.shape[2])
+        return [ImageOutput(encode_png(p), item.class_id, item.seed, w, h)
+                for p, item in zip(pixels, items, strict=True)]
+
+    @torch.no_grad()
+    def preview(self, state: stepwise.ARState) -> bytes:
+        """PNG of the image so far: the tokenizer's decode of the tokens generated (masked ones zero)."""
+        images = self.generator.tokenizer.decode(stepwise.partial_tokens(state)[None])
+        return encode_png(to_uint8(images.cpu()).numpy()[0])
+
     def generate(self, items: Sequence[ImageItem]) -> list[tuple[ImageOutput, BatchStats]]:
         if not items:
             return []
@@ -112,9 +156,7 @@ class TorchImageEngine:
             bad = [items[i].class_id for i in group if not 0 <= items[i].class_id < len(n)]
             if bad:
                 raise ValueError(f"class ids {bad} are outside [0, {len(n)})")
-            settings = self.generator.settings(num_steps=first.num_steps, cfg_scale=first.cfg_scale,
-                                               temperature=first.temperature,
-                                               head_steps=self._base_settings.head_steps)
+            settings = self.item_settings(first)
             t0 = time.perf_counter()
             images = self.generator.generate([items[i].class_id for i in group],
                                              seeds=[items[i].seed for i in group], settings=settings)

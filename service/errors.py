@@ -72,7 +72,7 @@ class NotReady(ServiceError):
 
 
 class NotDeployed(ServiceError):
-    """No model of the asked modality is deployed (speech and video until their generators exist)."""
+    """No model of the asked modality is deployed (an app without a `speech` or `video` block)."""
 
     code = "not_deployed"
 

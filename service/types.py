@@ -67,6 +67,16 @@ class GeneratedImage:
 
 
 @dataclass(frozen=True)
+class ImagePreview:
+    """The image so far (streams, `"stream": true`): a cheap decode of the tokens generated after `step` of
+    `num_steps` AR steps (the tokens still masked decode as zeros)."""
+
+    step: int
+    num_steps: int
+    png: bytes
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     id: str
     modality: Modality
@@ -79,12 +89,18 @@ class ModelInfo:
     num_frames: int = 0  # video: frames of a clip (the most a request may ask for)
     fps: float = 0.0  # video: frames per second of GIF/WebP answers
     formats: tuple[str, ...] = ("png",)  # answer formats, the default first
+    sample_rate: int = 0  # speech: samples per second of the audio
+    max_text_chars: int = 0  # speech: the longest text a request may give
+    voices: tuple[str, ...] = ()  # speech: voice names a request may give (OpenAI's `voice`), the default first
 
     def to_json(self) -> dict[str, Any]:
         output: dict[str, Any] = {"width": self.width, "height": self.height, "channels": self.channels,
                                   "format": self.formats[0]}
         if self.modality == "video":
             output.update({"num_frames": self.num_frames, "fps": self.fps, "formats": list(self.formats)})
+        if self.modality == "speech":
+            output.update({"sample_rate": self.sample_rate, "max_text_chars": self.max_text_chars,
+                           "formats": list(self.formats), "voices": list(self.voices)})
         return {
             "id": self.id,
             "object": "model",
@@ -143,4 +159,47 @@ class VideoOutput:
 @dataclass(frozen=True)
 class GeneratedVideo:
     output: VideoOutput
+    stats: BatchStats
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """One POST /v1/speech (or /v1/audio/speech, or GenerateSpeech) request, as parsed at the edge."""
+
+    text: str
+    seed: int | None = None
+    speed: float | None = None
+    model: str | None = None
+    voice: str | None = None  # OpenAI's `voice`: the default voice's name, or absent
+    response_format: str = "wav"
+
+
+@dataclass(frozen=True)
+class SpeechItem:
+    """One text to speak, settings resolved: the unit of the speech generator's batching."""
+
+    text: str
+    seed: int
+    speed: float
+    response_format: str
+
+    @property
+    def settings_key(self) -> tuple[float]:
+        """Items with equal keys share one forward pass: the length model takes one speed per pass (texts of
+        different lengths share it: the sampler pads each row to its own length, see samplers/speech.py)."""
+        return (self.speed,)
+
+
+@dataclass(frozen=True)
+class SpeechOutput:
+    data: bytes  # the audio file (WAV, FLAC) or raw 16-bit little-endian mono samples (PCM)
+    media_type: str  # e.g. "audio/wav"
+    seed: int
+    sample_rate: int
+    samples: int  # audio samples (duration = samples / sample_rate)
+
+
+@dataclass(frozen=True)
+class GeneratedSpeech:
+    output: SpeechOutput
     stats: BatchStats

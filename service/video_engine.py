@@ -8,8 +8,6 @@ item is cut to its `num_frames` and encoded to its format (GIF, WebP or `.npz`) 
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +15,7 @@ import torch
 
 from djepa_core.video_pipeline import VideoGenerator
 from djepa_core.videos import MEDIA_TYPES, clip_to_uint8, encode_video
-from service.batching import VIDEO_FORMATS, group_by_settings
+from service.batching import VIDEO_FORMATS, run_in_groups
 from service.config import EngineConfig, VideoConfig
 from service.types import BatchStats, ModelInfo, VideoItem, VideoOutput
 
@@ -92,24 +90,18 @@ class TorchVideoEngine:
 
     def generate(self, items: Sequence[VideoItem]) -> list[tuple[VideoOutput, BatchStats]]:
         """One output per item, in order, with the forward pass it came from (queue_wait_s = 0)."""
-        if not items:
-            return []
-        out: list[tuple[VideoOutput, BatchStats] | None] = [None] * len(items)
         n = len(self._info.classes)
-        for group in group_by_settings(items):
+        bad = [item.class_id for item in items if not 0 <= item.class_id < n]
+        if bad:
+            raise ValueError(f"class ids {bad} are outside [0, {n})")
+
+        def clips_of(group: list[int]) -> list[VideoOutput]:
             first = items[group[0]]
-            bad = [items[i].class_id for i in group if not 0 <= items[i].class_id < n]
-            if bad:
-                raise ValueError(f"class ids {bad} are outside [0, {n})")
             settings = self.generator.settings(num_steps=first.num_steps, cfg_scale=first.cfg_scale,
                                                temperature=first.temperature, order=first.order,
                                                head_steps=self._base_settings.head_steps)
-            t0 = time.perf_counter()
             clips = self.generator.generate([items[i].class_id for i in group],
                                             seeds=[items[i].seed for i in group], settings=settings).cpu()
-            encoded = [self.encode(clips[k], items[i]) for k, i in enumerate(group)]
-            seconds = time.perf_counter() - t0
-            batch_id = uuid.uuid4().hex[:12]
-            for k, i in enumerate(group):
-                out[i] = (encoded[k], BatchStats(batch_id, len(group), seconds, 0.0, k == 0))
-        return [o for o in out if o is not None]
+            return [self.encode(clips[k], items[i]) for k, i in enumerate(group)]
+
+        return run_in_groups(items, clips_of)

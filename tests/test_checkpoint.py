@@ -76,6 +76,18 @@ def test_extra_metadata(tmp_path: Path, saved: tuple[ImageGenerator, Path]) -> N
         assert f.metadata()["source"] == "unit test"
 
 
+def test_half_precision_file_loads_as_float32(tmp_path: Path, saved: tuple[ImageGenerator, Path]) -> None:
+    gen, full = saved
+    path = save_generator(tmp_path / "half.safetensors", gen, half=True)
+    assert path.stat().st_size < 0.6 * full.stat().st_size
+    with safe_open(str(path), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64}  # noqa: SIM118
+    loaded = load_generator(path)
+    a, b = gen.model.state_dict(), loaded.model.state_dict()
+    assert all(b[k].dtype == a[k].dtype for k in a)  # float32 arithmetic, whatever the file stored
+    assert all(torch.equal(b[k], a[k].half().to(a[k].dtype)) for k in a)
+
+
 def test_foreign_safetensors_refused(tmp_path: Path) -> None:
     path = tmp_path / "foreign.safetensors"
     save_file({"weight": torch.zeros(3)}, str(path))

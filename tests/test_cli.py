@@ -65,8 +65,10 @@ def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    assert len(lines) == len(PRESETS)
-    for name in PRESETS:
+    from djepa_core.speech_pipeline import SPEECH_PRESETS
+
+    assert len(lines) == len(PRESETS) + len(SPEECH_PRESETS)
+    for name in [*PRESETS, *SPEECH_PRESETS]:
         assert any(line.split()[0] == name for line in lines), name
     b_line = next(line for line in lines if line.split()[0] == "djepa-b")
     assert "212.41M" in b_line

@@ -128,7 +128,7 @@ def test_embedded_default_video_model_and_its_report(one_thread: None) -> None:
     from djepa_core.assets import ASSETS, default_video_checkpoint
 
     path = default_video_checkpoint()
-    assert path is not None and path.stat().st_size < 16 * 2**20
+    assert path is not None and path.stat().st_size < 20 * 2**20  # float16 weights
     gen = load_video_generator(path)
     assert gen.config.name == "djepa-moving-digits" and gen.config.tokenizer.image_size == 12
     clip = gen.generate([3], seeds=[0], num_frames=2, settings=gen.settings(num_steps=4, head_steps=8))

@@ -21,6 +21,10 @@ def _eval(args: argparse.Namespace) -> int:
         from djepa_core.eval.video_cli import run_video_eval
 
         return run_video_eval(args)
+    if args.target == "speech":
+        from djepa_core.eval.speech_cli import run_speech_eval
+
+        return run_speech_eval(args)
 
     from djepa_core.assets import default_image_checkpoint
     from djepa_core.checkpoint import load_generator
@@ -75,9 +79,11 @@ def register(sub: Any) -> None:
                                    "accuracy of samples under a classifier fit on the real training split "
                                    "and the Fréchet distance of its features against the real test split, "
                                    "next to the real test accuracy and the train-vs-test floor.")
-    s.add_argument("target", nargs="?", choices=["digits", "video"], default="digits",
+    s.add_argument("target", nargs="?", choices=["digits", "video", "speech"], default="digits",
                    help="digits (images, the default) or video (moving digits: per-frame class accuracy and "
-                        "temporal consistency of clips; --per-class defaults to 50 there)")
+                        "temporal consistency of clips; --per-class defaults to 50 there) or speech (held-out "
+                        "sentences of --corpus: recognizer WER of generated vs reference audio, mel L1, "
+                        "duration ratio; needs the speech-eval extra)")
     s.add_argument("--checkpoint", type=Path, action="append",
                    help="djepa .safetensors generator (repeatable; default: the embedded model)")
     s.add_argument("--name", action="append", help="row name per --checkpoint")
@@ -94,6 +100,11 @@ def register(sub: Any) -> None:
     s.add_argument("--ode", choices=["euler", "heun"], help="ODE solver of the flow head")
     s.add_argument("--diffusion-method", choices=["ddpm", "ddim"], help="sampler of the Gaussian head")
     s.add_argument("--order", choices=["random", "frames"], help="video: generation order over space-time tokens")
+    s.add_argument("--corpus", type=Path, help="speech: an LJSpeech-layout corpus (its held-out split is used)")
+    s.add_argument("--sentences", type=int, default=40, help="speech: held-out sentences to speak (default 40)")
+    s.add_argument("--lm", choices=["corpus", "generic"], default="corpus",
+                   help="speech: recognizer language model, a bigram of the corpus's training text (default) "
+                        "or pocketsphinx's generic English one")
     s.add_argument("--device", default="cpu")
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     s.add_argument("--out", type=Path, help="write the JSON report here")

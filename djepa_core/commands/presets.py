@@ -21,6 +21,9 @@ def _presets(args: argparse.Namespace) -> int:
         print(f"{name:<14} {n / 1e6:9.2f}M params  width {m.encoder_dim} depth {m.encoder_depth}/{m.decoder_depth} "
               f"heads {m.encoder_heads}  head {m.head} {m.head_depth}x{m.head_width}  tokens {m.grid}x{m.token_dim} "
               f"({cfg.tokenizer.kind} {cfg.tokenizer.image_size}px)  classes {m.num_classes}")
+    from djepa_core.speech_pipeline import print_speech_presets
+
+    print_speech_presets()
     return 0
 
 

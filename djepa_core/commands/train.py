@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> int:
                 print(f"error: --sampling expects key=value, got {item!r}", file=sys.stderr)
                 return 2
             sampling[key] = yaml.safe_load(raw)
-        print(f"wrote {export_checkpoint(args.export, args.out, sampling, args.name)}")
+        print(f"wrote {export_checkpoint(args.export, args.out, sampling, args.name, half=args.half)}")
         return 0
     config = load_config(args.config, args.set or [])
     if args.print_config:
@@ -59,4 +59,6 @@ def register(sub: Any) -> None:
     s.add_argument("--sampling", action="append", metavar="KEY=VALUE",
                    help="with --export: override a sampling default stored in the file, e.g. cfg_scale=3.0")
     s.add_argument("--name", help="with --export: the generator's name")
+    s.add_argument("--half", action="store_true",
+                   help="with --export: store the weights as float16 (half the bytes; loaded back as float32)")
     s.set_defaults(func=_train)

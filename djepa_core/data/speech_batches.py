@@ -10,6 +10,7 @@ Memory: about 2 bytes x 320 channels x 86 tokens per second of audio (~55 kB/s).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -45,6 +46,25 @@ class SpeechExamples:
         if not self.tokens:
             raise ValueError(f"no utterance of {dataset.root} fits {max_tokens} tokens and {speech.max_text} symbols")
 
+    def save(self, path: str | Path) -> None:
+        """The computed features in one torch file (a cache for repeated training runs)."""
+        torch.save({"tokens": self.tokens, "ids": self.ids, "frames": self.frames, "uids": self.uids,
+                    "skipped": self.skipped, "max_tokens": self.max_tokens, "speech": self.speech.to_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, speech: SpeechConfig, max_tokens: int) -> SpeechExamples:
+        """Features saved by `save` for the same tokenizer settings, symbols and slots (else ValueError)."""
+        data = torch.load(path, weights_only=True)
+        saved = SpeechConfig.from_dict(data["speech"])
+        same = ("symbols", "frames_per_token", "mel_scale", "mel_shift", "max_text")
+        if data["max_tokens"] != max_tokens or any(getattr(saved, k) != getattr(speech, k) for k in same):
+            raise ValueError(f"{path} holds features for other settings ({data['speech']}, {data['max_tokens']} slots)")
+        ex = cls.__new__(cls)
+        ex.speech, ex.max_tokens = speech, max_tokens
+        ex.tokens, ex.ids, ex.frames = list(data["tokens"]), list(data["ids"]), list(data["frames"])
+        ex.uids, ex.skipped = list(data["uids"]), int(data["skipped"])
+        return ex
+
     def __len__(self) -> int:
         return len(self.tokens)
 
@@ -61,12 +81,14 @@ class SpeechExamples:
         t = max(len(self.ids[i]) for i in indices)
         text = torch.zeros(b, t, dtype=torch.long)
         lengths = torch.zeros(b, dtype=torch.long)
+        frames = torch.zeros(b, dtype=torch.long)
         for row, i in enumerate(indices):
             n = self.tokens[i].shape[0]
             tokens[row, :n] = self.tokens[i].float()
             text[row, : len(self.ids[i])] = self.ids[i]
             lengths[row] = n
-        return SpeechBatch(tokens.to(device), lengths.to(device), text.to(device))
+            frames[row] = self.frames[i]
+        return SpeechBatch(tokens.to(device), lengths.to(device), text.to(device), frames=frames.to(device))
 
     def padded_text(self) -> torch.Tensor:
         """Every utterance's ids [N, max_len] (0-padded): the length model's inputs."""

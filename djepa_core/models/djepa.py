@@ -8,6 +8,7 @@ Parameter names and order equal the reference's state dict (see shared/fixtures/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -123,12 +124,12 @@ class DJEPA(nn.Module):
         return self.fake_latent.expand(batch, -1)
 
     # ------------------------------------------------------------------ backbone
-    def _run(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, blocks: nn.ModuleList, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         for block in blocks:
             if self.config.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, attn_mask, use_reentrant=False)
             else:
-                x = block(x)
+                x = block(x, attn_mask)
         return x
 
     def encoder_input(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor) -> torch.Tensor:
@@ -165,6 +166,48 @@ class DJEPA(nn.Module):
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor) -> torch.Tensor:
         return self.predict(self.encode(tokens, mask, class_vec), mask)
+
+    # ------------------------------------------------------------------ ragged rows (continuous batching)
+    def encode_ragged(self, tokens: torch.Tensor, mask: torch.Tensor,
+                      class_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`encode` for rows that mask different numbers of tokens (requests at different AR steps).
+
+        Each row's kept tokens (in position order, as `encode`) are moved to the front and padded to the
+        row maximum K; the blocks' linear layers see only the real tokens (packed), attention sees them
+        padded with the pads masked out of the keys (a masked key adds an exact 0 to the softmax sums), so a
+        row sees exactly what `encode` shows it. Returns (enc [B, buf + K, D], zeros on pads; positions
+        [B, K] of the kept tokens; valid [B, K] bool: False on pads)."""
+        b = mask.shape[0]
+        buf = self.config.buffer_size
+        kept = mask == 0
+        # stable sort puts each row's kept positions first, in increasing order
+        positions = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)
+        k = int(kept.sum(dim=1).max())
+        positions = positions[:, :k]
+        valid = kept.gather(1, positions)
+        u = self.z_proj(tokens) + self.encoder_pos_embed_learned  # (B, L, D)
+        u = u.gather(1, positions.unsqueeze(-1).expand(-1, -1, u.shape[-1]))  # (B, K, D)
+        buffer_rows = (self.buffer + class_vec.unsqueeze(1)).to(u.dtype)  # (B, buf, D)
+        x = self.z_proj_ln(torch.cat([buffer_rows, u], dim=1))
+        where = torch.cat([torch.ones(b, buf, dtype=torch.bool, device=mask.device), valid], dim=1)
+        packed = x[where]  # (N real tokens, D)
+        for block in self.encoder_blocks:
+            packed = cast(Block, block).forward_packed(packed, where)
+        out = x.new_zeros(x.shape)
+        out[where] = self.encoder_norm(packed)
+        return out, positions, valid
+
+    def predict_ragged(self, enc: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """`predict` for `encode_ragged`'s output: z [B, L, Dd] (every row has all L slots here)."""
+        b, k = positions.shape
+        buf, length = self.config.buffer_size, self.config.seq_len
+        x = self.decoder_embed(enc)  # (B, buf + K, Dd)
+        image = self.mask_token.to(x.dtype).repeat(b, length, 1)  # (B, L, Dd)
+        rows = torch.arange(b, device=positions.device)[:, None].expand(b, k)
+        image[rows[valid], positions[valid]] = x[:, buf:][valid]
+        image = image + self.decoder_pos_embed_learned
+        full = torch.cat([x[:, :buf], image], dim=1)
+        return self.decoder_norm(self._run(self.decoder_blocks, full))[:, buf:]
 
     @torch.no_grad()
     def target_features(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -56,15 +56,29 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`attn_mask` (optional, bool, broadcast to [B, nh, N, N]; True = attend): e.g. key padding."""
         b, n, d = x.shape
         # (B, N, 3, nh, hs) -> (3, B, nh, N, hs): the 3D output is ordered q | k | v
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         drop = self.attn_drop if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # (B, nh, N, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)  # (B, nh, N, hs)
         y = y.transpose(1, 2).reshape(b, n, d)
+        return self.proj_drop(self.proj(y))
+
+    def forward_packed(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Rows of different lengths, packed: x [N, D] are the slots of `where` [B, S] (bool) in row-major order.
+        Linear layers see only the N real tokens; attention runs padded to S with the pads masked out."""
+        b, s = where.shape
+        qkv = self.qkv(x)
+        full = qkv.new_zeros(b, s, qkv.shape[-1])
+        full[where] = qkv
+        q, k, v = full.reshape(b, s, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=where[:, None, None, :])  # (B, nh, S, hs)
+        y = y.transpose(1, 2).reshape(b, s, -1)[where]
         return self.proj_drop(self.proj(y))
 
 
@@ -96,6 +110,11 @@ class Block(nn.Module):
         self.norm2 = LayerNorm32(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), attn_mask)
+        return x + self.mlp(self.norm2(x))
+
+    def forward_packed(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """`forward` on packed rows (see Attention.forward_packed): x [N, D], where [B, S] bool."""
+        x = x + self.attn.forward_packed(self.norm1(x), where)
         return x + self.mlp(self.norm2(x))

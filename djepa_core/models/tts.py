@@ -15,6 +15,28 @@ to the text and the text rows attend to the visible audio, so the alignment is l
 directions (as prefix-conditioned decoder-only TTS models do); (3) guidance needs nothing new: the
 null condition is the empty text (every symbol the padding id 0), used for 10% of training rows.
 
+Local text condition (`SpeechConfig.local_text`, a switch; off reproduces the prefix-only model). Pure
+prefix attention must discover the text-audio alignment by itself, which takes many steps; on a CPU
+budget it does not get them (a 60-step run learns spectra but no words). So each token slot also gets
+the text AT ITS PLACE: the length model's per-symbol durations, stretched proportionally to the
+utterance's frames (the true frame count in training; the predicted, speed-scaled count when
+sampling), with half the length model's bias as a pause after the last symbol (espeak-ng ends every
+utterance with one; half separated pauses from speech best in a check of slot energies, `local_tail`),
+say which symbol each slot's centre frame speaks (`proportional_alignment`). The slot's input gets
+conv1d(local_emb(text)) at that symbol (kernel 9: four symbols each side, which absorbs the alignment's
+drift: a comma's pause lands about half a pause off mid-sentence) plus a projection of its phase within
+the symbol, in the encoder (added to visible tokens) and in the predictor (added to every slot, masked
+ones included, through `local_to_decoder`).
+The backbone, heads, masking, JEPA loss and sampler are unchanged; the null condition (empty text) zeroes
+the local condition too, so guidance still contrasts text against no text. This is the FastSpeech idea
+of expanding text by durations, with durations from a closed-form model rather than an aligner: it works
+here because espeak-ng speech is very regular (the length model alone predicts held-out durations within
+2%); on a natural voice the durations would come from a trained aligner instead. `text_prefix=False` then
+drops the per-symbol prefix rows (keeping the `num_buffer` learned rows): a pilot (bench/train_speech.md)
+learned exactly as fast per step with and without them, and 2.2x faster per second without, since the
+192 prefix rows were most of the sequence. The default voice uses local conditioning without the text
+prefix; the prefix-only and prefix + local variants stay available and tested.
+
 Variable lengths without attention masks: mel tokens past an utterance's end are silence, never
 masked and never in the loss, so the known length conditions the generation once they are visible. The
 encoder drops masked tokens and needs the same count per row: every row drops as many slots as a
@@ -54,6 +76,10 @@ class SpeechConfig:
     frames_per_token: int = 4
     mel_scale: float = 0.35
     mel_shift: float = -5.4
+    local_text: bool = False  # each slot also gets the text at its place under the proportional alignment
+    text_prefix: bool = True  # the prefix holds one row per symbol (False: only the num_buffer rows)
+    local_kernel: int = 9  # symbols each side seen by a slot's local condition: local_kernel // 2
+    local_tail: float = 0.5  # fraction of the length model's bias placed after the last symbol (the rest spread)
 
     def __post_init__(self) -> None:
         symbol_set(self.symbols)  # validates the name
@@ -61,10 +87,18 @@ class SpeechConfig:
             raise ValueError(f"invalid speech config {self}")
         if not 0.0 <= self.text_drop_prob < 1.0:
             raise ValueError(f"text_drop_prob must be in [0, 1), got {self.text_drop_prob}")
+        if not (self.text_prefix or self.local_text):
+            raise ValueError("the text must condition the model somewhere: text_prefix or local_text")
+        if self.prefix_len < 1:
+            raise ValueError("a prefix without text rows needs num_buffer >= 1")
+        if not 0.0 <= self.local_tail <= 1.0:
+            raise ValueError(f"local_tail must be in [0, 1], got {self.local_tail}")
+        if self.local_kernel < 1 or self.local_kernel % 2 == 0:
+            raise ValueError(f"local_kernel must be odd and >= 1, got {self.local_kernel}")
 
     @property
     def prefix_len(self) -> int:
-        return self.num_buffer + self.max_text
+        return self.num_buffer + (self.max_text if self.text_prefix else 0)
 
     @property
     def vocab_size(self) -> int:
@@ -100,6 +134,7 @@ class SpeechBatch:
     lengths: torch.Tensor  # (B,) int64 tokens of speech per row, 1..L
     text: torch.Tensor  # (B, T) int64 symbol ids, 0-padded, T <= max_text
     speakers: torch.Tensor | None = None  # (B,) int64, None: speaker 0
+    frames: torch.Tensor | None = None  # (B,) mel frames per row (the local alignment's span); None: lengths * k
 
 
 class LengthModel(nn.Module):
@@ -134,6 +169,31 @@ class LengthModel(nn.Module):
         return float(((pred - frames.float()).abs() / frames.float()).mean())
 
 
+def proportional_alignment(durations: torch.Tensor, frames: torch.Tensor, slots: int,
+                           frames_per_token: int, tail: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which symbol each token slot speaks, under durations stretched to the utterance's frames.
+
+    `durations` [B, T] >= 0 (0 at padding; every real symbol should have a small positive floor),
+    `frames` [B] the utterance's mel frames, `tail` >= 0 frames after the last symbol (the length
+    model's bias: espeak-ng ends each utterance with a pause). Symbol i spans frames
+    [c_{i-1}, c_i) * frames / (sum(d) + tail) with c the cumulative durations; slot j's centre frame
+    (j + 1/2) k picks its symbol. Returns (symbol index [B, L] long, clamped to the row's last real
+    symbol; phase [B, L] in [0, 1], how far the centre lies through that symbol)."""
+    b = durations.shape[0]
+    d = durations.float()
+    total = d.sum(1, keepdim=True).clamp(min=1e-6) + max(0.0, tail)
+    ends = d.cumsum(1) / total * frames.float().to(d.device)[:, None]  # (B, T) end frame of each symbol
+    centre = (torch.arange(slots, device=d.device, dtype=torch.float32) + 0.5) * frames_per_token
+    centre = centre[None].expand(b, -1).contiguous()
+    last = ((durations > 0).long().cumsum(1).argmax(1)).clamp(min=0)  # index of the last real symbol
+    idx = torch.searchsorted(ends.contiguous(), centre, right=True)
+    idx = torch.minimum(idx, last[:, None])
+    end = ends.gather(1, idx)
+    start = torch.where(idx > 0, ends.gather(1, (idx - 1).clamp(min=0)), torch.zeros_like(end))
+    phase = ((centre - start) / (end - start).clamp(min=1e-6)).clamp(0.0, 1.0)
+    return idx, phase
+
+
 def equalize_drop(masked: torch.Tensor, real: torch.Tensor, tie: torch.Tensor, target: int) -> torch.Tensor:
     """Rows of `masked` [B, L] (bool, at most `target` per row) grown to `target` dropped slots each: extra
     slots from the silence past each length first (lowest `tie` first), then from its known tokens."""
@@ -157,9 +217,25 @@ class TextToSpeechDJEPA(DJEPA):
             raise ValueError(f"token_dim {config.token_dim} != frames_per_token * 80")
         super().__init__(config)
         self.speech = speech
-        self.text_emb = nn.Embedding(speech.vocab_size, config.encoder_dim)
+        d = config.encoder_dim
+        self.text_emb = nn.Embedding(speech.vocab_size, d)
         self.length_model = LengthModel(speech.vocab_size)
         nn.init.normal_(self.text_emb.weight, std=0.02)  # as the class table
+        if speech.local_text:
+            self.local_emb = nn.Embedding(speech.vocab_size, d)
+            self.local_conv = nn.Conv1d(d, d, speech.local_kernel, padding=speech.local_kernel // 2)
+            self.local_phase = nn.Linear(2, d)
+            self.local_to_decoder = nn.Linear(d, config.decoder_dim)
+            self._reset_local()
+
+    def _reset_local(self) -> None:
+        nn.init.normal_(self.local_emb.weight, std=0.02)
+        nn.init.xavier_uniform_(self.local_conv.weight)
+        if self.local_conv.bias is not None:
+            nn.init.zeros_(self.local_conv.bias)
+        for lin in (self.local_phase, self.local_to_decoder):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -167,30 +243,78 @@ class TextToSpeechDJEPA(DJEPA):
             nn.init.normal_(self.text_emb.weight, std=0.02)
             nn.init.zeros_(self.length_model.durations)
             nn.init.zeros_(self.length_model.bias)
+        if "local_emb" in self._modules:
+            self._reset_local()
 
     def text_prefix(self, text: torch.Tensor, speakers: torch.Tensor | None = None) -> torch.Tensor:
         """Symbol ids [B, T <= max_text] -> prefix rows [B, P, D] (buffer + symbol + speaker embeddings)."""
         b, t = text.shape
         if t > self.speech.max_text:
             raise ValueError(f"text of {t} symbols is longer than the model's {self.speech.max_text}")
+        spk = speakers if speakers is not None else torch.zeros(b, dtype=torch.long, device=text.device)
+        if not self.speech.text_prefix:
+            return self.buffer + self.class_vectors(spk)[:, None]
         ids = torch.nn.functional.pad(text, (0, self.speech.max_text - t))
         emb = self.text_emb(ids)  # (B, T, D)
         rows = torch.cat([emb.new_zeros(b, self.speech.num_buffer, emb.shape[-1]), emb], dim=1)
-        spk = speakers if speakers is not None else torch.zeros(b, dtype=torch.long, device=text.device)
         return rows + self.buffer + self.class_vectors(spk)[:, None]
 
-    def encoder_input(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor) -> torch.Tensor:
+    def local_condition(self, text: torch.Tensor, frames: torch.Tensor, slots: int) -> torch.Tensor | None:
+        """Per-slot text condition [B, L', D] (None without `local_text`): conv(local_emb(text)) taken at the
+        symbol each slot speaks under `proportional_alignment` of the length model's durations over `frames`
+        [B] mel frames, plus a projection of the phase within that symbol. Zero for rows of the empty text
+        (the guidance's null condition) and for slots past the row's frames."""
+        if not self.speech.local_text:
+            return None
+        real = text != 0
+        dur = self.length_model.durations.detach().clamp(min=0)
+        floor = dur.mean().clamp(min=1e-3) * 0.05  # every real symbol keeps some time
+        durations = torch.where(real, dur[text] + floor, torch.zeros((), device=text.device))
+        tail = float(self.length_model.bias.detach().clamp(min=0)) * self.speech.local_tail
+        idx, phase = proportional_alignment(durations, frames, slots, self.speech.frames_per_token, tail)
+        feats = self.local_conv(self.local_emb(text * real).transpose(1, 2)).transpose(1, 2)  # (B, T, D)
+        local = feats.gather(1, idx[..., None].expand(-1, -1, feats.shape[-1]))
+        local = local + self.local_phase(torch.stack([phase, 1 - phase], dim=-1))
+        k = self.speech.frames_per_token
+        inside = (torch.arange(slots, device=text.device)[None] * k) < frames.to(text.device)[:, None]
+        keep = inside & real.any(1, keepdim=True)
+        return local * keep[..., None].to(local.dtype)
+
+    def condition(self, text: torch.Tensor, frames: torch.Tensor, slots: int,
+                  speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prefix rows [B, P, D], local condition [B, L', D] or None) of symbol ids [B, T] spanning `frames`."""
+        return self.text_prefix(text, speakers), self.local_condition(text, frames, slots)
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor,
+               local: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._run(self.encoder_blocks, self.encoder_input(tokens, mask, class_vec, local))
+        return self.encoder_norm(x)
+
+    def predict(self, enc: torch.Tensor, mask: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._run(self.decoder_blocks, self.predictor_input(enc, mask, local))
+        return self.decoder_norm(x)[:, self.config.buffer_size:]
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor,
+                local: torch.Tensor | None = None) -> torch.Tensor:
+        return self.predict(self.encode(tokens, mask, class_vec, local), mask, local)
+
+    def encoder_input(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor,
+                      local: torch.Tensor | None = None) -> torch.Tensor:
         """As DJEPA's, with `class_vec` the full prefix rows [B, P, D] from `text_prefix`, and tokens [B, L', C]
-        in the first L' <= L slots (batches padded to their longest utterance use fewer slots)."""
+        in the first L' <= L slots (batches padded to their longest utterance use fewer slots); `local`
+        [B, L', D] is added to each slot's input."""
         b, slots = tokens.shape[:2]
         u = self.z_proj(tokens) + self.encoder_pos_embed_learned[:, :slots]  # (B, L', D)
+        if local is not None:
+            u = u + local.to(u.dtype)
         x = torch.cat([class_vec.to(u.dtype), u], dim=1)  # (B, P + L, D)
         keep = torch.cat([torch.ones(b, class_vec.shape[1], device=mask.device), 1 - mask], dim=1).bool()
         x = x[keep].reshape(b, -1, x.shape[-1])
         return self.z_proj_ln(x)
 
-    def predictor_input(self, enc: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """As DJEPA's, over the first L' = mask.shape[1] slots."""
+    def predictor_input(self, enc: torch.Tensor, mask: torch.Tensor,
+                        local: torch.Tensor | None = None) -> torch.Tensor:
+        """As DJEPA's, over the first L' = mask.shape[1] slots, plus `local` (projected) on every slot."""
         b, slots = mask.shape
         buf = self.config.buffer_size
         x = self.decoder_embed(enc)
@@ -198,17 +322,23 @@ class TextToSpeechDJEPA(DJEPA):
         full = self.mask_token.to(x.dtype).repeat(b, keep.shape[1], 1)  # (B, P + L', Dd)
         full[keep] = x.reshape(-1, x.shape[-1])
         speech = full[:, buf:] + self.decoder_pos_embed_learned[:, :slots]
+        if local is not None:
+            speech = speech + self.local_to_decoder(local).to(speech.dtype)
         return torch.cat([full[:, :buf], speech], dim=1)
 
     @torch.no_grad()
-    def speech_target_features(self, tokens: torch.Tensor, text: torch.Tensor,
-                               speakers: torch.Tensor | None) -> torch.Tensor:
+    def speech_target_features(self, tokens: torch.Tensor, text: torch.Tensor, speakers: torch.Tensor | None,
+                               frames: torch.Tensor | None = None) -> torch.Tensor:
         """This model as the JEPA target: all tokens visible, eval mode, prefix dropped -> [B, L, D]."""
         was_training = self.training
         self.eval()
         try:
             mask = torch.zeros(tokens.shape[:2], device=tokens.device)
-            out = self.encode(tokens, mask, self.text_prefix(text, speakers))
+            if frames is None:
+                frames = torch.full((tokens.shape[0],), tokens.shape[1] * self.speech.frames_per_token,
+                                    device=tokens.device)
+            prefix, local = self.condition(text, frames, tokens.shape[1], speakers)
+            out = self.encode(tokens, mask, prefix, local)
         finally:
             self.train(was_training)
         return out[:, self.config.buffer_size:]
@@ -235,7 +365,10 @@ class TextToSpeechDJEPA(DJEPA):
         if self.training and self.speech.text_drop_prob > 0:
             keep = torch.rand(b, generator=generator, device=dev).to(text.device) >= self.speech.text_drop_prob
             cond_text = text * keep[:, None].long()
-        z = self(tokens, drop, self.text_prefix(cond_text, batch.speakers))  # (B, L, Dd)
+        frames = batch.frames if batch.frames is not None else lengths * self.speech.frames_per_token
+        frames = frames.to(tokens.device)
+        prefix, local = self.condition(cond_text, frames, length, batch.speakers)
+        z = self(tokens, drop, prefix, local)  # (B, L, Dd)
 
         k = cfg.diffusion_batch_mul
         rows_target = tokens.reshape(b * length, c).repeat(k, 1)
@@ -244,7 +377,7 @@ class TextToSpeechDJEPA(DJEPA):
         denoise = self.diffloss.loss(rows_target, rows_z, rows_mask, generator)
         if self.jepaloss is not None and cfg.jepa_weight > 0:
             tgt_model = target if isinstance(target, TextToSpeechDJEPA) else self
-            tgt = tgt_model.speech_target_features(tokens, cond_text, batch.speakers)
+            tgt = tgt_model.speech_target_features(tokens, cond_text, batch.speakers, frames)
             jepa = self.jepaloss(z, tgt, masked.float())
         else:
             jepa = torch.zeros((), device=tokens.device)

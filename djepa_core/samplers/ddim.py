@@ -20,7 +20,7 @@ from djepa_core.samplers.noise import NoiseSource
 
 
 def ddim_sample(net: Denoiser, cond: torch.Tensor, schedule: GaussianSchedule, noise: NoiseSource,
-                token_dim: int, eta: float = 0.0, temperature: float = 1.0,
+                token_dim: int, eta: float = 0.0, temperature: float | torch.Tensor = 1.0,
                 cfg_scale: float | torch.Tensor | None = None, segments: Sequence[int] | None = None,
                 reference_arithmetic: bool = False) -> torch.Tensor:
     """Sample rows x_0 [n, C] conditioned on cond [n, D]; rows as in `ddpm_sample` ([cond; uncond] with guidance)."""

@@ -13,14 +13,15 @@ from djepa_core.samplers.noise import NoiseSource
 
 
 def ddpm_sample(net: Denoiser, cond: torch.Tensor, schedule: GaussianSchedule, noise: NoiseSource,
-                token_dim: int, temperature: float = 1.0, cfg_scale: float | torch.Tensor | None = None,
+                token_dim: int, temperature: float | torch.Tensor = 1.0, cfg_scale: float | torch.Tensor | None = None,
                 segments: Sequence[int] | None = None, reference_arithmetic: bool = False) -> torch.Tensor:
     """Sample rows x_0 [n, C] conditioned on cond [n, D], from pure noise at the last respaced step.
 
     With `cfg_scale` (not None) the rows are [cond; uncond] halves: the initial noise is drawn for
     one half and duplicated, eps is guided, and every step draws noise for all rows (as the
     reference). Each step: x <- mean + [t != 0] exp(log_var / 2) xi temperature.
-    `segments` gives the rows owned by each sample (for per-sample noise sources).
+    `segments` gives the rows owned by each sample (for per-sample noise sources). `temperature` may be a
+    tensor [n, 1] (one value per row: requests of different settings batched together).
     `reference_arithmetic`: the reference's op-for-op arithmetic (see `DenoisingMLP.bind`).
     """
     n = cond.shape[0]

@@ -31,9 +31,11 @@ from djepa_core.samplers.guidance import cfg_scale_at
 from djepa_core.samplers.noise import NoiseSource
 from djepa_core.samplers.ode import flow_sample, flow_time_grid
 
-# head sampler: (net, cond rows, noise, temperature, cfg scale or None, segments) -> token rows
+# head sampler: (net, cond rows, noise, temperature (a float, or [n, 1] per row), cfg scale or None, segments)
+# -> token rows
 HeadSampler = Callable[
-    [Denoiser, torch.Tensor, NoiseSource, float, "float | torch.Tensor | None", "Sequence[int] | None"],
+    [Denoiser, torch.Tensor, NoiseSource, "float | torch.Tensor", "float | torch.Tensor | None",
+     "Sequence[int] | None"],
     torch.Tensor,
 ]
 
@@ -89,7 +91,7 @@ def make_head_sampler(model: DJEPA, settings: SampleSettings) -> HeadSampler:
     if cfg.head == "gauss":
         schedule = make_schedule(cfg.diffusion_steps, cfg.noise_schedule, respace=steps)
 
-        def gauss(net: Denoiser, cond: torch.Tensor, noise: NoiseSource, temperature: float,
+        def gauss(net: Denoiser, cond: torch.Tensor, noise: NoiseSource, temperature: float | torch.Tensor,
                   scale: float | torch.Tensor | None, segments: Sequence[int] | None) -> torch.Tensor:
             if settings.diffusion_method == "ddim":
                 return ddim_sample(net, cond, schedule, noise, c, settings.ddim_eta, temperature, scale, segments,
@@ -101,7 +103,7 @@ def make_head_sampler(model: DJEPA, settings: SampleSettings) -> HeadSampler:
 
     grid = flow_time_grid(steps, cfg.flow_time_shift)
 
-    def flow(net: Denoiser, cond: torch.Tensor, noise: NoiseSource, temperature: float,
+    def flow(net: Denoiser, cond: torch.Tensor, noise: NoiseSource, temperature: float | torch.Tensor,
              scale: float | torch.Tensor | None, segments: Sequence[int] | None) -> torch.Tensor:
         return flow_sample(net, cond, grid, noise, c, scale, settings.ode_method, segments,
                            settings.reference_arithmetic)

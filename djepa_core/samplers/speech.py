@@ -31,10 +31,12 @@ def speech_orders(orders: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 def sample_speech_tokens(model: TextToSpeechDJEPA, text: torch.Tensor, lengths: torch.Tensor, noise: NoiseSource,
                          settings: SampleSettings, speakers: torch.Tensor | None = None,
                          head_sampler: HeadSampler | None = None, slots: int | None = None,
-                         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                         progress: Callable[[int, int], None] | None = None,
+                         frames: torch.Tensor | None = None) -> torch.Tensor:
     """Tokens [B, L', C] for symbol ids `text` [B, T] (0-padded) and speech lengths [B] in tokens (1..L');
     slots past each length are silence. `slots` L' <= L (default the model's L): fewer slots cost less;
-    a row then depends on its text, length, seed and L' (bucket rows by L' to batch them)."""
+    a row then depends on its text, length, seed and L' (bucket rows by L' to batch them). `frames` [B]:
+    the mel frames the local text alignment spans (models with `local_text`; default lengths * k)."""
     cfg = model.config
     device, dtype = model.fake_latent.device, model.fake_latent.dtype
     b, length, c = text.shape[0], slots or cfg.seq_len, cfg.token_dim
@@ -54,15 +56,20 @@ def sample_speech_tokens(model: TextToSpeechDJEPA, text: torch.Tensor, lengths: 
     masked = real.clone()
     tokens = torch.full((b, length, c), model.speech.silence, device=device, dtype=dtype)
     text = text.to(device)
-    prefix = model.text_prefix(text, speakers)
+    if frames is None:
+        frames = lengths * model.speech.frames_per_token
+    frames = frames.to(device)
+    prefix, local = model.condition(text, frames, length, speakers)
     if use_cfg:
-        prefix = torch.cat([prefix, model.text_prefix(torch.zeros_like(text), speakers)], dim=0)
+        null_prefix, null_local = model.condition(torch.zeros_like(text), frames, length, speakers)
+        prefix = torch.cat([prefix, null_prefix], dim=0)
+        local = None if local is None or null_local is None else torch.cat([local, null_local], dim=0)
 
     full = length  # slots a full-length row still has masked (the drop count of every row)
     for step in range(settings.num_steps):
         drop = equalize_drop(masked, real, tie, full).float()
         x_in, m_in = (torch.cat([tokens, tokens]), torch.cat([drop, drop])) if use_cfg else (tokens, drop)
-        z = model.predict(model.encode(x_in, m_in, prefix), m_in)  # (B or 2B, L, Dd)
+        z = model.predict(model.encode(x_in, m_in, prefix, local), m_in, local)  # (B or 2B, L, Dd)
 
         last = step >= settings.num_steps - 1
         remaining = masked.sum(1).tolist()

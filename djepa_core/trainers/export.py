@@ -18,9 +18,10 @@ from djepa_core.trainers.loop import load_tokenizer_weights
 
 
 def export_checkpoint(path: str | Path, out: str | Path, sampling: dict[str, Any] | None = None,
-                      name: str | None = None) -> Path:
+                      name: str | None = None, half: bool = False) -> Path:
     """Write a training checkpoint's EMA weights as a djepa generator file; the model is rebuilt from the
-    checkpoint alone. `sampling` overrides fields of the stored SamplingConfig (tuned defaults)."""
+    checkpoint alone. `sampling` overrides fields of the stored SamplingConfig (tuned defaults); `half` stores the
+    weights as float16 (shipped assets)."""
     state = ckpt.load_checkpoint(path)
     gen_config = GeneratorConfig.from_dict(state["generator_config"])
     if sampling:
@@ -41,4 +42,5 @@ def export_checkpoint(path: str | Path, out: str | Path, sampling: dict[str, Any
         gen = VideoGenerator(gen_config, model, tokenizer)
     else:
         gen = ImageGenerator(gen_config, model, tokenizer)
-    return save_generator(out, gen, {"train_step": str(state["step"]), "train_config": json.dumps(state["config"])})
+    return save_generator(out, gen, {"train_step": str(state["step"]), "train_config": json.dumps(state["config"])},
+                          half=half)

@@ -6,11 +6,23 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
-from service.errors import DeadlineExceeded, InvalidRequest, new_request_id
-from service.types import GeneratedImage, GeneratedVideo, ImageItem, ModelInfo, VideoItem
+from service.errors import DeadlineExceeded, InvalidRequest, NotDeployed, new_request_id
+from service.metrics import ServiceMetrics
+from service.types import (
+    BatchStats,
+    GeneratedImage,
+    GeneratedSpeech,
+    GeneratedVideo,
+    ImageItem,
+    ModelInfo,
+    SpeechItem,
+    VideoItem,
+)
+
+T = TypeVar("T")
 
 
 class ImageBackend(Protocol):
@@ -35,15 +47,70 @@ class VideoBackend(Protocol):
         ...
 
 
-async def generate_video(backend: VideoBackend, item: VideoItem, timeout: float) -> GeneratedVideo:
-    """One clip under a deadline (DeadlineExceeded after `timeout` seconds; the work is cancelled then)."""
+class SpeechBackend(Protocol):
+    async def model_info(self) -> ModelInfo:
+        """The served speech model (NotReady while no speech generator answers)."""
+        ...
+
+    async def generate(self, item: SpeechItem, deadline: float | None = None) -> GeneratedSpeech:
+        """One utterance, as ImageBackend.generate."""
+        ...
+
+
+async def within(timeout: float, work: Callable[[float], Awaitable[T]]) -> T:
+    """`work(deadline)` (deadline: unix time) under a deadline: DeadlineExceeded after `timeout` seconds, and
+    the work is cancelled then."""
     try:
-        return await asyncio.wait_for(backend.generate(item, time.time() + timeout), timeout)
+        return await asyncio.wait_for(work(time.time() + timeout), timeout)
     except TimeoutError:
         raise DeadlineExceeded(f"deadline of {timeout:g}s passed") from None
 
 
-async def ready_info(backend: ImageBackend | VideoBackend) -> ModelInfo:
+async def generate_video(backend: VideoBackend, item: VideoItem, timeout: float) -> GeneratedVideo:
+    """One clip under a deadline (DeadlineExceeded after `timeout` seconds; the work is cancelled then)."""
+    return await within(timeout, lambda deadline: backend.generate(item, deadline))
+
+
+async def generate_speech(backend: SpeechBackend, item: SpeechItem, timeout: float) -> GeneratedSpeech:
+    """One utterance under a deadline, as generate_video."""
+    return await within(timeout, lambda deadline: backend.generate(item, deadline))
+
+
+class ModelBackend(Protocol):
+    async def model_info(self) -> ModelInfo: ...
+
+
+class Generated(Protocol):
+    @property
+    def stats(self) -> BatchStats: ...
+
+
+BackendT = TypeVar("BackendT", bound=ModelBackend)
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT", bound=Generated)
+
+
+async def generate_one(backend: BackendT | None, modality: str, expand: Callable[[ModelInfo], ItemT],
+                       generate: Callable[[BackendT, ItemT, float], Awaitable[ResultT]], timeout: Callable[[], float],
+                       metrics: ServiceMetrics, seen: Callable[[ModelInfo], None] | None = None,
+                       ) -> tuple[ModelInfo, ResultT]:
+    """One media output, as both ingresses make it (POST /v1/videos and /v1/speech, GenerateVideo and
+    GenerateSpeech): NotDeployed when `backend` is None; the model's card (told to `seen`); `expand(info)`, the
+    item checked against it; `generate(backend, item, timeout())` counted in flight; its outputs recorded."""
+    if backend is None:
+        raise NotDeployed(f"no {modality} model is deployed")
+    info = await backend.model_info()
+    if seen is not None:
+        seen(info)
+    item = expand(info)
+    seconds = timeout()
+    with metrics.in_flight_request(info.id):
+        result = await generate(backend, item, seconds)
+    metrics.observe_outputs(info.id, info.modality, [result.stats])
+    return info, result
+
+
+async def ready_info(backend: ImageBackend | VideoBackend | SpeechBackend) -> ModelInfo:
     """The model info asked afresh, for readiness (a backend may cache `model_info` for requests;
     one with `check_ready` asks its generator now, so a dead or failed generator shows)."""
     check = getattr(backend, "check_ready", None)

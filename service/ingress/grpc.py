@@ -14,28 +14,32 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2
 
 from service.auth import ApiKeys
-from service.batching import expand, expand_video
+from service.batching import expand, expand_speech, expand_video
 from service.config import AppConfig
-from service.errors import InvalidRequest, NotDeployed, QueueFull, ServiceError, to_answer
+from service.errors import InvalidRequest, QueueFull, ServiceError, to_answer
 from service.ingress.common import (
     ImageBackend,
+    SpeechBackend,
     VideoBackend,
     clean_request_id,
     generate_all,
+    generate_one,
+    generate_speech,
     generate_video,
     parse_timeout,
     ready_info,
 )
+from service.ingress.streaming import ImageStreamBackend, IndexedPreview, preview_every_for, stream_images
 from service.metrics import ServiceMetrics
 from service.proto_gen.djepa.v1 import generation_pb2 as pb
-from service.types import ImageRequest, ModelInfo, VideoRequest
+from service.types import GeneratedImage, ImageRequest, ModelInfo, SpeechRequest, VideoRequest
 
 log = logging.getLogger("djepa.service")
 
@@ -105,14 +109,44 @@ def video_request_from_pb(request: pb.GenerateVideoRequest) -> VideoRequest:
         response_format=fmt)
 
 
+_AUDIO_FORMATS = {pb.AUDIO_FORMAT_UNSPECIFIED: "wav", pb.AUDIO_FORMAT_WAV: "wav", pb.AUDIO_FORMAT_FLAC: "flac",
+                  pb.AUDIO_FORMAT_PCM: "pcm"}
+
+
+def speech_request_from_pb(request: pb.GenerateSpeechRequest) -> SpeechRequest:
+    fmt = _AUDIO_FORMATS.get(request.response_format)
+    if fmt is None:
+        raise InvalidRequest(f"unknown response_format {request.response_format}", "response_format")
+    return SpeechRequest(
+        text=request.text,
+        seed=request.seed if request.HasField("seed") else None,
+        speed=request.speed if request.HasField("speed") else None,
+        model=request.model if request.HasField("model") else None,
+        response_format=fmt)
+
+
+def audio_chunks(data: bytes, content_type: str, sample_rate: int, seed: int) -> list[pb.AudioChunk]:
+    """`data` in chunks of at most AUDIO_CHUNK_BYTES; the first one carries the metadata."""
+    parts = [data[i: i + AUDIO_CHUNK_BYTES] for i in range(0, len(data), AUDIO_CHUNK_BYTES)] or [b""]
+    return [pb.AudioChunk(data=parts[0], content_type=content_type, sample_rate=sample_rate, seed=seed),
+            *(pb.AudioChunk(data=part) for part in parts[1:])]
+
+
 def model_to_pb(info: ModelInfo) -> pb.Model:
     defaults = struct_pb2.Struct()
     defaults.update(dict(info.defaults))
     return pb.Model(id=info.id, modality=info.modality,
                     classes=[pb.ModelClass(id=i, name=name) for i, name in enumerate(info.classes)],
                     output=pb.OutputSize(width=info.width, height=info.height, channels=info.channels,
-                                         format=info.formats[0]),
+                                         format=info.formats[0], sample_rate=info.sample_rate,
+                                         max_text_chars=info.max_text_chars),
                     defaults=defaults)
+
+
+def images_to_pb(info: ModelInfo, results: list[GeneratedImage]) -> pb.GenerateImagesResponse:
+    return pb.GenerateImagesResponse(created=int(time.time()), model=info.id, images=[
+        pb.Image(png=r.output.png, seed=r.output.seed, class_id=r.output.class_id, width=r.output.width,
+                 height=r.output.height) for r in results])
 
 
 class GenerationServicer:
@@ -121,9 +155,11 @@ class GenerationServicer:
     code name; errors go through errors.to_answer, as REST's."""
 
     def __init__(self, backend: ImageBackend, config: AppConfig | None = None,
-                 metrics: ServiceMetrics | None = None, video: VideoBackend | None = None) -> None:
+                 metrics: ServiceMetrics | None = None, video: VideoBackend | None = None,
+                 speech: SpeechBackend | None = None) -> None:
         self.backend = backend
         self.video = video  # None: GenerateVideo answers UNIMPLEMENTED
+        self.speech = speech  # None: GenerateSpeech answers UNIMPLEMENTED
         self.config = config or AppConfig()
         self.metrics = metrics or ServiceMetrics()
         self.model_id = self.config.engine.name or "unknown"  # the model label until the model answers
@@ -139,19 +175,56 @@ class GenerationServicer:
             with self.metrics.in_flight_request(info.id):
                 results = await generate_all(self.backend, items, timeout)
             self.metrics.observe_outputs(info.id, info.modality, [r.stats for r in results])
-            return pb.GenerateImagesResponse(created=int(time.time()), model=info.id, images=[
-                pb.Image(png=r.output.png, seed=r.output.seed, class_id=r.output.class_id, width=r.output.width,
-                         height=r.output.height) for r in results])
+            return images_to_pb(info, results)
 
         return await self._unary("GenerateImages", context, work, pb.GenerateImagesResponse)
 
+    async def generate_images_stream(self, request: pb.GenerateImagesRequest,
+                                     context: Context) -> AsyncIterator[pb.GenerateImagesEvent]:
+        """GenerateImages with previews (ingress/streaming.py): preview events, then the `final` answer. An
+        error ends the stream with its status (errors.py's mapping), as the unary RPCs'."""
+        rpc, t0, status = "GenerateImagesStream", time.perf_counter(), "CANCELLED"
+        try:
+            if self.keys is not None:
+                self.keys.check(metadata(context).get("authorization"))
+            info = await self._info()
+            items = expand(image_request_from_pb(request), info, self.config.max_images_per_request)
+            streamer = self.backend if hasattr(self.backend, "generate_stream") else None
+            if streamer is None:
+                raise InvalidRequest("this service does not stream images", "preview_every")
+            every = preview_every_for(request.preview_every if request.HasField("preview_every") else None,
+                                      items[0].num_steps)
+            timeout = self._deadline(context)
+            with self.metrics.in_flight_request(info.id):
+                events = stream_images(cast(ImageStreamBackend, streamer), items, timeout, every)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        if isinstance(event, IndexedPreview):
+                            item, p = items[event.index], event.preview
+                            yield pb.GenerateImagesEvent(preview=pb.ImagePreview(
+                                index=event.index, step=p.step, num_steps=p.num_steps, png=p.png, seed=item.seed,
+                                class_id=item.class_id))
+                        else:
+                            self.metrics.observe_outputs(info.id, info.modality, [r.stats for r in event])
+                            yield pb.GenerateImagesEvent(final=images_to_pb(info, event))
+            status = "OK"
+        except Exception as e:
+            status = self._fail(e, context, clean_request_id(metadata(context).get("x-request-id")))
+        finally:
+            self.metrics.observe_request(f"/{SERVICE}/{rpc}", self.model_id, status, time.perf_counter() - t0)
+
     async def generate_speech(self, request: pb.GenerateSpeechRequest,
                               context: Context) -> AsyncIterator[pb.AudioChunk]:
-        """UNIMPLEMENTED ("no speech model is deployed") until a speech generator exists; then the
-        audio file in chunks of at most AUDIO_CHUNK_BYTES."""
+        """The audio (REST's bytes for the same request) in chunks of at most AUDIO_CHUNK_BYTES, the first
+        with the content type, sample rate and seed; UNIMPLEMENTED ("no speech model is deployed") without a
+        speech generator."""
 
         async def work() -> list[pb.AudioChunk]:
-            raise NotDeployed("no speech model is deployed")
+            _, result = await generate_one(self.speech, "speech",
+                                           lambda info: expand_speech(speech_request_from_pb(request), info),
+                                           generate_speech, lambda: self._deadline(context), self.metrics)
+            out = result.output
+            return audio_chunks(out.data, out.media_type, out.sample_rate, out.seed)
 
         no_chunks: Callable[[], list[pb.AudioChunk]] = list
         for chunk in await self._unary("GenerateSpeech", context, work, no_chunks):
@@ -159,14 +232,9 @@ class GenerationServicer:
 
     async def generate_video(self, request: pb.GenerateVideoRequest, context: Context) -> pb.GenerateVideoResponse:
         async def work() -> pb.GenerateVideoResponse:
-            if self.video is None:
-                raise NotDeployed("no video model is deployed")
-            info = await self.video.model_info()
-            item = expand_video(video_request_from_pb(request), info)
-            timeout = self._deadline(context)
-            with self.metrics.in_flight_request(info.id):
-                result = await generate_video(self.video, item, timeout)
-            self.metrics.observe_outputs(info.id, info.modality, [result.stats])
+            info, result = await generate_one(self.video, "video",
+                                              lambda info: expand_video(video_request_from_pb(request), info),
+                                              generate_video, lambda: self._deadline(context), self.metrics)
             out = result.output
             return pb.GenerateVideoResponse(data=out.data, content_type=out.media_type, model=info.id, seed=out.seed,
                                             class_id=out.class_id)
@@ -179,6 +247,9 @@ class GenerationServicer:
             if self.video is not None:
                 with contextlib.suppress(ServiceError):  # not loaded (yet): listed once it answers
                     models.append(model_to_pb(await self.video.model_info()))
+            if self.speech is not None:
+                with contextlib.suppress(ServiceError):
+                    models.append(model_to_pb(await self.speech.model_info()))
             return pb.ListModelsResponse(models=models)
 
         return await self._unary("ListModels", context, work, pb.ListModelsResponse)

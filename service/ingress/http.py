@@ -12,12 +12,12 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,27 +36,32 @@ from service.errors import (
 )
 from service.ingress.common import (
     ImageBackend,
+    SpeechBackend,
     VideoBackend,
     clean_request_id,
     generate_all,
     parse_timeout,
     ready_info,
 )
+from service.ingress.http_speech import SPEECH_PATHS, add_speech_routes
 from service.ingress.http_video import add_video_routes
+from service.ingress.playground import add_playground_routes, is_page_path
+from service.ingress.streaming import ImageStreamBackend, IndexedPreview, preview_every_for, sse, stream_images
 from service.metrics import ServiceMetrics
-from service.types import ImageRequest, ModelInfo
+from service.types import GeneratedImage, ImageItem, ImageRequest, ModelInfo
 
 log = logging.getLogger("djepa.service")
 
 TIMEOUT_HEADER = "X-Request-Timeout"  # seconds; lowers the configured deadline for one request
-COUNTED = {"/v1/images", "/v1/images/generations", "/v1/models", "/v1/videos"}  # health and metrics are not counted
+# health and metrics are not counted
+COUNTED = {"/v1/images", "/v1/images/generations", "/v1/models", "/v1/videos", *SPEECH_PATHS}
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]  # class names, model ids, OpenAI's `user`
 
 
 class EdgeGuard:
-    """ASGI middleware in front of the routes: API keys (every path but OPEN_PATHS, when keys are
-    configured), then for bodies: a JSON content type (none given is read as JSON; another is a 415)
+    """ASGI middleware in front of the routes: API keys (every path but OPEN_PATHS and the playground page, when
+    keys are configured), then for bodies: a JSON content type (none given is read as JSON; another is a 415)
     and at most `max_body_bytes` (a 413, read no further). The body is read here, bounded, and
     handed on whole. Errors come from `on_error` (the app's one error path)."""
 
@@ -69,7 +74,7 @@ class EdgeGuard:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         try:
-            if self.keys is not None and not str(scope["path"]).endswith(OPEN_PATHS):
+            if self.keys is not None and not str(scope["path"]).endswith(OPEN_PATHS) and not is_page_path(scope):
                 self.keys.check(headers.get("authorization"))
             if scope["method"] not in ("POST", "PUT", "PATCH"):
                 return await self.app(scope, receive, send)
@@ -134,6 +139,11 @@ class ImageGenerationBody(BaseModel):
     response_format: Literal["b64_json", "png"] = Field(
         "b64_json", description="`b64_json`: a JSON answer with base64 PNGs; `png`: the raw PNG bytes (n=1 only).")
     user: Name | None = Field(None, description="OpenAI compatibility: ignored.")
+    stream: bool = Field(False, description="Answer Server-Sent Events (text/event-stream): `preview` events "
+                         "with the partial image every `preview_every` steps, then a `final` event carrying the "
+                         "non-stream answer (b64_json only); an `error` event if it fails mid-way. See README.")
+    preview_every: int | None = Field(None, ge=1, description="With `stream`: AR steps between previews "
+                                      "(default: about 8 previews per image).")
 
     def to_domain(self) -> ImageRequest:
         class_id = self.class_id if self.class_id is not None else self.prompt
@@ -214,8 +224,10 @@ def _field_of(errors: list[Any]) -> tuple[str, str, bool]:
 
 
 def create_app(backend: ImageBackend, config: AppConfig | None = None,
-               metrics: ServiceMetrics | None = None, video: VideoBackend | None = None) -> FastAPI:
-    """The REST app over `backend` (images) and `video` (POST /v1/videos; None: no video model, 501)."""
+               metrics: ServiceMetrics | None = None, video: VideoBackend | None = None,
+               speech: SpeechBackend | None = None) -> FastAPI:
+    """The REST app over `backend` (images), `video` (POST /v1/videos) and `speech` (POST /v1/speech,
+    /v1/audio/speech); None: no model of that modality, 501."""
     cfg = config or AppConfig()
     stats = metrics or ServiceMetrics()
     app = FastAPI(title="djepa", version="1", description="Class-conditional image generation with D-JEPA "
@@ -277,6 +289,8 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
                 raise InvalidRequest("response_format 'png' answers one image: use n=1, or b64_json",
                                      "response_format")
             timeout = deadline_of(request)
+            if body.stream:
+                return await stream_response(info, items, timeout, body, request_id)
             with stats.in_flight_request(info.id):
                 results = await generate_all(backend, items, timeout)
             stats.observe_outputs(info.id, info.modality, [r.stats for r in results])
@@ -287,10 +301,61 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
             out = results[0].output
             headers.update({"X-Seed": str(out.seed), "X-Class-Id": str(out.class_id)})
             return Response(out.png, media_type="image/png", headers=headers)
-        answer = ImagesResponse(created=int(time.time()), model=info.id, data=[
+        return JSONResponse(images_answer(info, results).model_dump(), headers=headers)
+
+    def images_answer(info: ModelInfo, results: list[GeneratedImage]) -> ImagesResponse:
+        return ImagesResponse(created=int(time.time()), model=info.id, data=[
             ImageData(b64_json=base64.b64encode(r.output.png).decode(), seed=r.output.seed,
                       class_id=r.output.class_id) for r in results])
-        return JSONResponse(answer.model_dump(), headers=headers)
+
+    async def stream_response(info: ModelInfo, items: list[ImageItem], timeout: float, body: ImageGenerationBody,
+                              request_id: str) -> Response:
+        """`"stream": true`: Server-Sent Events (ingress/streaming.py). An error before the first event is a
+        plain error answer (its HTTP status); after it, an `error` event with the same body ends the stream."""
+        if body.response_format == "png":
+            raise InvalidRequest("a stream answers b64_json events: leave out response_format 'png'",
+                                 "response_format")
+        streamer = backend if hasattr(backend, "generate_stream") else None
+        if streamer is None:
+            raise InvalidRequest("this service does not stream images", "stream")
+        every = preview_every_for(body.preview_every, items[0].num_steps)
+        events = stream_images(cast(ImageStreamBackend, streamer), items, timeout, every)
+        try:
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
+
+        def encode(event: IndexedPreview | list[GeneratedImage]) -> bytes:
+            if isinstance(event, IndexedPreview):
+                item, p = items[event.index], event.preview
+                return sse("preview", {"index": event.index, "step": p.step, "num_steps": p.num_steps,
+                                       "seed": item.seed, "class_id": item.class_id,
+                                       "b64_json": base64.b64encode(p.png).decode()})
+            stats.observe_outputs(info.id, info.modality, [r.stats for r in event])
+            return sse("final", images_answer(info, event).model_dump())
+
+        async def sse_body() -> AsyncIterator[bytes]:
+            with stats.in_flight_request(info.id):
+                try:
+                    event = first
+                    while True:
+                        yield encode(event)
+                        if isinstance(event, list):
+                            return
+                        event = await anext(events)
+                except Exception as e:
+                    answer = to_answer(e, request_id)
+                    if not isinstance(e, ServiceError):
+                        log.error("request %s failed", request_id, exc_info=e)
+                    stats.reject(model_label["id"], answer.reason)
+                    yield sse("error", json.loads(answer.body))
+                finally:
+                    await events.aclose()
+
+        return StreamingResponse(sse_body(), media_type="text/event-stream",
+                                 headers={"X-Request-Id": request_id, "Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
 
     png_answer: dict[int | str, dict[str, Any]] = {200: {
         "model": ImagesResponse, "description": "JSON with base64 PNGs, or (response_format png) the PNG bytes.",
@@ -315,6 +380,9 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
         if video is not None:
             with contextlib.suppress(ServiceError):  # not loaded (yet): listed once it answers; /readyz says why
                 data.append((await video.model_info()).to_json())
+        if speech is not None:
+            with contextlib.suppress(ServiceError):
+                data.append((await speech.model_info()).to_json())
         return JSONResponse({"object": "list", "data": data})
 
     @app.get("/healthz", summary="200 while the process lives")
@@ -326,12 +394,15 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
         try:
             info = await asyncio.wait_for(ready_info(backend), cfg.ready_timeout_s)
             video_info = await asyncio.wait_for(ready_info(video), cfg.ready_timeout_s) if video is not None else None
+            speech_info = (await asyncio.wait_for(ready_info(speech), cfg.ready_timeout_s)
+                           if speech is not None else None)
         except TimeoutError:
             return error_response(NotReady("the generator did not answer in time"), request_id_of(request))
         except Exception as e:
             return error_response(e if isinstance(e, ServiceError) else NotReady(f"not ready: {type(e).__name__}"),
                                   request_id_of(request))
-        return JSONResponse({"status": "ready", "models": [info.id] + ([video_info.id] if video_info else [])})
+        models = [info.id] + ([video_info.id] if video_info else []) + ([speech_info.id] if speech_info else [])
+        return JSONResponse({"status": "ready", "models": models})
 
     @app.get("/metrics", summary="Prometheus text exposition of the djepa_* metrics",
              response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -340,5 +411,7 @@ def create_app(backend: ImageBackend, config: AppConfig | None = None,
         return Response(body, media_type=content_type)
 
     add_video_routes(app, video, stats, deadline_of, request_id_of, ERRORS)
+    add_speech_routes(app, speech, stats, deadline_of, request_id_of, ERRORS)
+    add_playground_routes(app)  # the page at `/` (issue 9)
     return app
 

@@ -7,7 +7,6 @@ one mapping of errors.py; with no video model deployed the route answers 501 `no
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -15,12 +14,11 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.batching import MAX_NAME_CHARS, expand_video
-from service.errors import NotDeployed, ServiceError, to_answer
 from service.ingress.common import VideoBackend, generate_video
+from service.ingress.http_media import MediaRoute, Rendered
 from service.metrics import ServiceMetrics
-from service.types import VideoRequest
+from service.types import GeneratedVideo, ModelInfo, VideoRequest
 
-log = logging.getLogger("djepa.service")
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
 
 
@@ -58,15 +56,12 @@ def add_video_routes(app: FastAPI, backend: VideoBackend | None, stats: ServiceM
                      deadline_of: Callable[[Request], float], request_id_of: Callable[[Request], str],
                      errors: dict[int | str, dict[str, Any]] | None = None) -> None:
     """Register POST /v1/videos on `app` (backend None: no video model, every call answers 501)."""
-    label = {"id": "video"}  # the video model's id once it answered
+    route = MediaRoute("video", backend, stats, deadline_of, request_id_of)
 
-    def error_response(exc: BaseException, request_id: str) -> Response:
-        answer = to_answer(exc, request_id)
-        if not isinstance(exc, ServiceError):
-            log.error("request %s failed", request_id, exc_info=exc)
-        stats.reject(label["id"], answer.reason)
-        return Response(answer.body, status_code=answer.http_status, headers=answer.headers,
-                        media_type="application/json")
+    def render(info: ModelInfo, result: GeneratedVideo) -> Rendered:
+        out = result.output
+        return out.data, out.media_type, {"X-Seed": str(out.seed), "X-Class-Id": str(out.class_id),
+                                          "X-Num-Frames": str(out.num_frames), "X-Model": info.id}
 
     media: dict[int | str, dict[str, Any]] = {200: {
         "description": "The clip: image/gif, image/webp or application/x-npz.",
@@ -75,20 +70,4 @@ def add_video_routes(app: FastAPI, backend: VideoBackend | None, stats: ServiceM
     @app.post("/v1/videos", responses={**media, **(errors or {})}, response_class=Response,
               summary="Generate a video clip of one class")
     async def create_video(body: VideoGenerationBody, request: Request) -> Response:
-        request_id = request_id_of(request)
-        try:
-            if backend is None:
-                raise NotDeployed("no video model is deployed")
-            info = await backend.model_info()
-            label["id"] = info.id
-            item = expand_video(body.to_domain(), info)
-            timeout = deadline_of(request)
-            with stats.in_flight_request(info.id):
-                result = await generate_video(backend, item, timeout)
-            stats.observe_outputs(info.id, info.modality, [result.stats])
-        except Exception as e:
-            return error_response(e, request_id)
-        out = result.output
-        headers = {"X-Request-Id": request_id, "X-Seed": str(out.seed), "X-Class-Id": str(out.class_id),
-                   "X-Num-Frames": str(out.num_frames), "X-Model": info.id}
-        return Response(out.data, media_type=out.media_type, headers=headers)
+        return await route.answer(request, lambda info: expand_video(body.to_domain(), info), generate_video, render)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ from tests.service.test_serve import metric
 MAIN = (("application", "djepa"),)  # two apps are served: the metadata key `application` picks one
 LIMITED = (("application", "limited"),)
 RPC = "/djepa.v1.Generation/"
-
-
-@pytest.fixture
-def channel(served: Served) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(served.grpc_target) as ch:
-        yield ch
 
 
 def stub(channel: grpc.Channel) -> Any:
@@ -55,13 +48,16 @@ def test_generate_images_answers_pngs_and_matches_rest(served: Served, channel: 
 
 def test_list_models(channel: grpc.Channel) -> None:
     models = stub(channel).ListModels(pb.ListModelsRequest(), metadata=MAIN, timeout=30).models
-    assert [m.id for m in models] == ["djepa-tiny", "djepa-video-tiny"] and models[0].modality == "image"
+    assert [m.id for m in models] == ["djepa-tiny", "djepa-video-tiny", "djepa-speech-tiny"]
+    assert models[0].modality == "image"
     assert (models[0].classes[3].id, models[0].classes[3].name) == (3, "3")
     assert models[0].output.width == 16 and models[0].defaults["num_steps"] == 4
 
 
-def test_speech_and_video_answer_unimplemented(channel: grpc.Channel) -> None:
-    speech = failure(lambda: list(stub(channel).GenerateSpeech(pb.GenerateSpeechRequest(text="hi"), metadata=MAIN,
+def test_speech_and_video_answer_unimplemented(served: Served, channel: grpc.Channel) -> None:
+    # an app without a speech generator (the main one has one: test_speech.py)
+    no_speech = (("application", "faulty"), ("authorization", f"Bearer {served.api_key}"))
+    speech = failure(lambda: list(stub(channel).GenerateSpeech(pb.GenerateSpeechRequest(text="hi"), metadata=no_speech,
                                                                 timeout=30)))
     no_video = (("application", "broken"),)  # an app without a video generator (the main one has one: test_video.py)
     video = failure(lambda: stub(channel).GenerateVideo(pb.GenerateVideoRequest(class_id=1), metadata=no_video,
@@ -199,6 +195,6 @@ def test_client_writes_images_over_both_transports(served: Served, tmp_path: Pat
     for name in names:
         assert (tmp_path / "rest" / name).read_bytes() == (tmp_path / "grpc" / name).read_bytes()
     code = main(["client", "speech", "--text", "hi", "--transport", "grpc", "--target", served.grpc_target,
-                 "--application", "djepa", "--out", str(tmp_path / "a.wav")])
-    assert code == 1 and "UNIMPLEMENTED: no speech model is deployed" in capsys.readouterr().err
+                 "--application", "broken", "--out", str(tmp_path / "a.wav")])  # its speech model failed to load
+    assert code == 1 and "UNAVAILABLE: the speech model failed to load" in capsys.readouterr().err
     assert not (tmp_path / "a.wav").exists()

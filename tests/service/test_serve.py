@@ -176,7 +176,8 @@ def test_models_health_and_readiness(served: Served) -> None:
         models = c.get("/v1/models")
         assert c.get("/healthz").status_code == 200
         ready = c.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["models"] == ["djepa-tiny", "djepa-video-tiny"]
+    assert ready.status_code == 200
+    assert ready.json()["models"] == ["djepa-tiny", "djepa-video-tiny", "djepa-speech-tiny"]
     card = models.json()["data"][0]
     assert card["id"] == "djepa-tiny" and card["modality"] == "image"
     assert card["classes"][3] == {"id": 3, "name": "3"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -15,8 +14,8 @@ import pytest
 from PIL import Image, ImageSequence
 
 from service.proto_gen.djepa.v1 import generation_pb2 as pb
-from service.proto_gen.djepa.v1 import generation_pb2_grpc as pb_grpc
 from tests.service.conftest import Served
+from tests.service.test_grpc import stub
 from tests.service.test_serve import client, metric
 
 FRAMES, SIZE, UPSCALE = 8, 16, 2
@@ -138,16 +137,6 @@ def test_video_metrics_carry_the_video_modality(served: Served) -> None:
 
 
 # gRPC: the same generator through Ray Serve's gRPC proxy
-
-
-@pytest.fixture
-def channel(served: Served) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(served.grpc_target) as ch:
-        yield ch
-
-
-def stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.GenerationStub(channel)
 
 
 def test_grpc_generate_video_matches_rest(served: Served, channel: grpc.Channel) -> None:

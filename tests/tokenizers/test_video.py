@@ -45,7 +45,10 @@ def test_shape_errors_name_the_expected_shape() -> None:
 
 
 def test_config_grid_factory_and_image_configs_unchanged() -> None:
-    cfg = get_preset("djepa-moving-digits")
+    frames = get_preset("djepa-moving-digits")  # one 12x12 frame per token
+    assert frames.tokenizer.grid == frames.model.grid == (8, 1, 1) and frames.model.seq_len == 8
+    assert build_video_tokenizer(frames.tokenizer).token_dim == frames.model.token_dim == 144
+    cfg = get_preset("djepa-moving-digits-tubelets")
     assert cfg.tokenizer.grid == cfg.model.grid == (4, 3, 3) and cfg.model.seq_len == 36  # 8 frames of 12x12
     tok = build_video_tokenizer(cfg.tokenizer)
     assert tok.token_dim == cfg.model.token_dim == 32 and isinstance(build_any_tokenizer(cfg.tokenizer),

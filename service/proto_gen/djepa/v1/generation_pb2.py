@@ -26,41 +26,45 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64jepa/v1/generation.proto\x12\x08\x64jepa.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x94\x02\n\x15GenerateImagesRequest\x12\x12\n\x08\x63lass_id\x18\x01 \x01(\x03H\x00\x12\x14\n\nclass_name\x18\x02 \x01(\tH\x00\x12\x0e\n\x01n\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x16\n\tcfg_scale\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x18\n\x0btemperature\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tnum_steps\x18\x07 \x01(\x03H\x05\x88\x01\x01\x12\x12\n\x05model\x18\x08 \x01(\tH\x06\x88\x01\x01\x42\x0b\n\tclass_refB\x04\n\x02_nB\x07\n\x05_seedB\x0c\n\n_cfg_scaleB\x0e\n\x0c_temperatureB\x0c\n\n_num_stepsB\x08\n\x06_model\"S\n\x05Image\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x10\n\x08\x63lass_id\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"Y\n\x16GenerateImagesResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1f\n\x06images\x18\x03 \x03(\x0b\x32\x0f.djepa.v1.Image\"\xad\x01\n\x15GenerateSpeechRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\x04seed\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05model\x18\x03 \x01(\tH\x01\x88\x01\x01\x12.\n\x0fresponse_format\x18\x04 \x01(\x0e\x32\x15.djepa.v1.AudioFormat\x12\x12\n\x05speed\x18\x05 \x01(\x01H\x02\x88\x01\x01\x42\x07\n\x05_seedB\x08\n\x06_modelB\x08\n\x06_speed\"S\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\"\xdf\x01\n\x14GenerateVideoRequest\x12\x12\n\x08\x63lass_id\x18\x01 \x01(\x03H\x00\x12\x14\n\nclass_name\x18\x02 \x01(\tH\x00\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x17\n\nnum_frames\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x12\n\x05model\x18\x05 \x01(\tH\x03\x88\x01\x01\x12.\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x15.djepa.v1.VideoFormatB\x0b\n\tclass_refB\x07\n\x05_seedB\r\n\x0b_num_framesB\x08\n\x06_model\"j\n\x15GenerateVideoResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x10\n\x08\x63lass_id\x18\x05 \x01(\x03\"\x13\n\x11ListModelsRequest\"&\n\nModelClass\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\"M\n\nOutputSize\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\"\x9d\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12%\n\x07\x63lasses\x18\x03 \x03(\x0b\x32\x14.djepa.v1.ModelClass\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x14.djepa.v1.OutputSize\x12)\n\x08\x64\x65\x66\x61ults\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"5\n\x12ListModelsResponse\x12\x1f\n\x06models\x18\x01 \x03(\x0b\x32\x0f.djepa.v1.Model*n\n\x0b\x41udioFormat\x12\x1c\n\x18\x41UDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x01\x12\x15\n\x11\x41UDIO_FORMAT_FLAC\x10\x02\x12\x14\n\x10\x41UDIO_FORMAT_PCM\x10\x03*n\n\x0bVideoFormat\x12\x1c\n\x18VIDEO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10VIDEO_FORMAT_GIF\x10\x01\x12\x15\n\x11VIDEO_FORMAT_WEBP\x10\x02\x12\x14\n\x10VIDEO_FORMAT_NPZ\x10\x03\x32\xc7\x02\n\nGeneration\x12S\n\x0eGenerateImages\x12\x1f.djepa.v1.GenerateImagesRequest\x1a .djepa.v1.GenerateImagesResponse\x12I\n\x0eGenerateSpeech\x12\x1f.djepa.v1.GenerateSpeechRequest\x1a\x14.djepa.v1.AudioChunk0\x01\x12P\n\rGenerateVideo\x12\x1e.djepa.v1.GenerateVideoRequest\x1a\x1f.djepa.v1.GenerateVideoResponse\x12G\n\nListModels\x12\x1b.djepa.v1.ListModelsRequest\x1a\x1c.djepa.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64jepa/v1/generation.proto\x12\x08\x64jepa.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xc2\x02\n\x15GenerateImagesRequest\x12\x12\n\x08\x63lass_id\x18\x01 \x01(\x03H\x00\x12\x14\n\nclass_name\x18\x02 \x01(\tH\x00\x12\x0e\n\x01n\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x16\n\tcfg_scale\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x18\n\x0btemperature\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x16\n\tnum_steps\x18\x07 \x01(\x03H\x05\x88\x01\x01\x12\x12\n\x05model\x18\x08 \x01(\tH\x06\x88\x01\x01\x12\x1a\n\rpreview_every\x18\t \x01(\x03H\x07\x88\x01\x01\x42\x0b\n\tclass_refB\x04\n\x02_nB\x07\n\x05_seedB\x0c\n\n_cfg_scaleB\x0e\n\x0c_temperatureB\x0c\n\n_num_stepsB\x08\n\x06_modelB\x10\n\x0e_preview_every\"S\n\x05Image\x12\x0b\n\x03png\x18\x01 \x01(\x0c\x12\x0c\n\x04seed\x18\x02 \x01(\x03\x12\x10\n\x08\x63lass_id\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\"Y\n\x16GenerateImagesResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x03\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1f\n\x06images\x18\x03 \x03(\x0b\x32\x0f.djepa.v1.Image\"k\n\x0cImagePreview\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x11\n\tnum_steps\x18\x03 \x01(\x03\x12\x0b\n\x03png\x18\x04 \x01(\x0c\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x10\n\x08\x63lass_id\x18\x06 \x01(\x03\"|\n\x13GenerateImagesEvent\x12)\n\x07preview\x18\x01 \x01(\x0b\x32\x16.djepa.v1.ImagePreviewH\x00\x12\x31\n\x05\x66inal\x18\x02 \x01(\x0b\x32 .djepa.v1.GenerateImagesResponseH\x00\x42\x07\n\x05\x65vent\"\xad\x01\n\x15GenerateSpeechRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\x04seed\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05model\x18\x03 \x01(\tH\x01\x88\x01\x01\x12.\n\x0fresponse_format\x18\x04 \x01(\x0e\x32\x15.djepa.v1.AudioFormat\x12\x12\n\x05speed\x18\x05 \x01(\x01H\x02\x88\x01\x01\x42\x07\n\x05_seedB\x08\n\x06_modelB\x08\n\x06_speed\"S\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\"\xdf\x01\n\x14GenerateVideoRequest\x12\x12\n\x08\x63lass_id\x18\x01 \x01(\x03H\x00\x12\x14\n\nclass_name\x18\x02 \x01(\tH\x00\x12\x11\n\x04seed\x18\x03 \x01(\x03H\x01\x88\x01\x01\x12\x17\n\nnum_frames\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x12\n\x05model\x18\x05 \x01(\tH\x03\x88\x01\x01\x12.\n\x0fresponse_format\x18\x06 \x01(\x0e\x32\x15.djepa.v1.VideoFormatB\x0b\n\tclass_refB\x07\n\x05_seedB\r\n\x0b_num_framesB\x08\n\x06_model\"j\n\x15GenerateVideoResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x10\n\x08\x63lass_id\x18\x05 \x01(\x03\"\x13\n\x11ListModelsRequest\"&\n\nModelClass\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\"z\n\nOutputSize\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x13\n\x0bsample_rate\x18\x05 \x01(\x05\x12\x16\n\x0emax_text_chars\x18\x06 \x01(\x05\"\x9d\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12%\n\x07\x63lasses\x18\x03 \x03(\x0b\x32\x14.djepa.v1.ModelClass\x12$\n\x06output\x18\x04 \x01(\x0b\x32\x14.djepa.v1.OutputSize\x12)\n\x08\x64\x65\x66\x61ults\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"5\n\x12ListModelsResponse\x12\x1f\n\x06models\x18\x01 \x03(\x0b\x32\x0f.djepa.v1.Model*n\n\x0b\x41udioFormat\x12\x1c\n\x18\x41UDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x01\x12\x15\n\x11\x41UDIO_FORMAT_FLAC\x10\x02\x12\x14\n\x10\x41UDIO_FORMAT_PCM\x10\x03*n\n\x0bVideoFormat\x12\x1c\n\x18VIDEO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10VIDEO_FORMAT_GIF\x10\x01\x12\x15\n\x11VIDEO_FORMAT_WEBP\x10\x02\x12\x14\n\x10VIDEO_FORMAT_NPZ\x10\x03\x32\xa1\x03\n\nGeneration\x12S\n\x0eGenerateImages\x12\x1f.djepa.v1.GenerateImagesRequest\x1a .djepa.v1.GenerateImagesResponse\x12X\n\x14GenerateImagesStream\x12\x1f.djepa.v1.GenerateImagesRequest\x1a\x1d.djepa.v1.GenerateImagesEvent0\x01\x12I\n\x0eGenerateSpeech\x12\x1f.djepa.v1.GenerateSpeechRequest\x1a\x14.djepa.v1.AudioChunk0\x01\x12P\n\rGenerateVideo\x12\x1e.djepa.v1.GenerateVideoRequest\x1a\x1f.djepa.v1.GenerateVideoResponse\x12G\n\nListModels\x12\x1b.djepa.v1.ListModelsRequest\x1a\x1c.djepa.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'service.proto_gen.djepa.v1.generation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOFORMAT']._serialized_start=1474
-  _globals['_AUDIOFORMAT']._serialized_end=1584
-  _globals['_VIDEOFORMAT']._serialized_start=1586
-  _globals['_VIDEOFORMAT']._serialized_end=1696
+  _globals['_AUDIOFORMAT']._serialized_start=1800
+  _globals['_AUDIOFORMAT']._serialized_end=1910
+  _globals['_VIDEOFORMAT']._serialized_start=1912
+  _globals['_VIDEOFORMAT']._serialized_end=2022
   _globals['_GENERATEIMAGESREQUEST']._serialized_start=70
-  _globals['_GENERATEIMAGESREQUEST']._serialized_end=346
-  _globals['_IMAGE']._serialized_start=348
-  _globals['_IMAGE']._serialized_end=431
-  _globals['_GENERATEIMAGESRESPONSE']._serialized_start=433
-  _globals['_GENERATEIMAGESRESPONSE']._serialized_end=522
-  _globals['_GENERATESPEECHREQUEST']._serialized_start=525
-  _globals['_GENERATESPEECHREQUEST']._serialized_end=698
-  _globals['_AUDIOCHUNK']._serialized_start=700
-  _globals['_AUDIOCHUNK']._serialized_end=783
-  _globals['_GENERATEVIDEOREQUEST']._serialized_start=786
-  _globals['_GENERATEVIDEOREQUEST']._serialized_end=1009
-  _globals['_GENERATEVIDEORESPONSE']._serialized_start=1011
-  _globals['_GENERATEVIDEORESPONSE']._serialized_end=1117
-  _globals['_LISTMODELSREQUEST']._serialized_start=1119
-  _globals['_LISTMODELSREQUEST']._serialized_end=1138
-  _globals['_MODELCLASS']._serialized_start=1140
-  _globals['_MODELCLASS']._serialized_end=1178
-  _globals['_OUTPUTSIZE']._serialized_start=1180
-  _globals['_OUTPUTSIZE']._serialized_end=1257
-  _globals['_MODEL']._serialized_start=1260
-  _globals['_MODEL']._serialized_end=1417
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1419
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1472
-  _globals['_GENERATION']._serialized_start=1699
-  _globals['_GENERATION']._serialized_end=2026
+  _globals['_GENERATEIMAGESREQUEST']._serialized_end=392
+  _globals['_IMAGE']._serialized_start=394
+  _globals['_IMAGE']._serialized_end=477
+  _globals['_GENERATEIMAGESRESPONSE']._serialized_start=479
+  _globals['_GENERATEIMAGESRESPONSE']._serialized_end=568
+  _globals['_IMAGEPREVIEW']._serialized_start=570
+  _globals['_IMAGEPREVIEW']._serialized_end=677
+  _globals['_GENERATEIMAGESEVENT']._serialized_start=679
+  _globals['_GENERATEIMAGESEVENT']._serialized_end=803
+  _globals['_GENERATESPEECHREQUEST']._serialized_start=806
+  _globals['_GENERATESPEECHREQUEST']._serialized_end=979
+  _globals['_AUDIOCHUNK']._serialized_start=981
+  _globals['_AUDIOCHUNK']._serialized_end=1064
+  _globals['_GENERATEVIDEOREQUEST']._serialized_start=1067
+  _globals['_GENERATEVIDEOREQUEST']._serialized_end=1290
+  _globals['_GENERATEVIDEORESPONSE']._serialized_start=1292
+  _globals['_GENERATEVIDEORESPONSE']._serialized_end=1398
+  _globals['_LISTMODELSREQUEST']._serialized_start=1400
+  _globals['_LISTMODELSREQUEST']._serialized_end=1419
+  _globals['_MODELCLASS']._serialized_start=1421
+  _globals['_MODELCLASS']._serialized_end=1459
+  _globals['_OUTPUTSIZE']._serialized_start=1461
+  _globals['_OUTPUTSIZE']._serialized_end=1583
+  _globals['_MODEL']._serialized_start=1586
+  _globals['_MODEL']._serialized_end=1743
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1745
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1798
+  _globals['_GENERATION']._serialized_start=2025
+  _globals['_GENERATION']._serialized_end=2442
 # @@protoc_insertion_point(module_scope)

@@ -32,7 +32,7 @@ VIDEO_FORMAT_WEBP: VideoFormat
 VIDEO_FORMAT_NPZ: VideoFormat
 
 class GenerateImagesRequest(_message.Message):
-    __slots__ = ("class_id", "class_name", "n", "seed", "cfg_scale", "temperature", "num_steps", "model")
+    __slots__ = ("class_id", "class_name", "n", "seed", "cfg_scale", "temperature", "num_steps", "model", "preview_every")
     CLASS_ID_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class GenerateImagesRequest(_message.Message):
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_EVERY_FIELD_NUMBER: _ClassVar[int]
     class_id: int
     class_name: str
     n: int
@@ -49,7 +50,8 @@ class GenerateImagesRequest(_message.Message):
     temperature: float
     num_steps: int
     model: str
-    def __init__(self, class_id: _Optional[int] = ..., class_name: _Optional[str] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., cfg_scale: _Optional[float] = ..., temperature: _Optional[float] = ..., num_steps: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    preview_every: int
+    def __init__(self, class_id: _Optional[int] = ..., class_name: _Optional[str] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., cfg_scale: _Optional[float] = ..., temperature: _Optional[float] = ..., num_steps: _Optional[int] = ..., model: _Optional[str] = ..., preview_every: _Optional[int] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("png", "seed", "class_id", "width", "height")
@@ -74,6 +76,30 @@ class GenerateImagesResponse(_message.Message):
     model: str
     images: _containers.RepeatedCompositeFieldContainer[Image]
     def __init__(self, created: _Optional[int] = ..., model: _Optional[str] = ..., images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+
+class ImagePreview(_message.Message):
+    __slots__ = ("index", "step", "num_steps", "png", "seed", "class_id")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CLASS_ID_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    step: int
+    num_steps: int
+    png: bytes
+    seed: int
+    class_id: int
+    def __init__(self, index: _Optional[int] = ..., step: _Optional[int] = ..., num_steps: _Optional[int] = ..., png: _Optional[bytes] = ..., seed: _Optional[int] = ..., class_id: _Optional[int] = ...) -> None: ...
+
+class GenerateImagesEvent(_message.Message):
+    __slots__ = ("preview", "final")
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    preview: ImagePreview
+    final: GenerateImagesResponse
+    def __init__(self, preview: _Optional[_Union[ImagePreview, _Mapping]] = ..., final: _Optional[_Union[GenerateImagesResponse, _Mapping]] = ...) -> None: ...
 
 class GenerateSpeechRequest(_message.Message):
     __slots__ = ("text", "seed", "model", "response_format", "speed")
@@ -144,16 +170,20 @@ class ModelClass(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class OutputSize(_message.Message):
-    __slots__ = ("width", "height", "channels", "format")
+    __slots__ = ("width", "height", "channels", "format", "sample_rate", "max_text_chars")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     channels: int
     format: str
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[int] = ..., format: _Optional[str] = ...) -> None: ...
+    sample_rate: int
+    max_text_chars: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[int] = ..., format: _Optional[str] = ..., sample_rate: _Optional[int] = ..., max_text_chars: _Optional[int] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("id", "modality", "classes", "output", "defaults")

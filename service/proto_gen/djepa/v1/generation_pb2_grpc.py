@@ -40,6 +40,11 @@ class GenerationStub:
                 request_serializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesRequest.SerializeToString,
                 response_deserializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesResponse.FromString,
                 _registered_method=True)
+        self.GenerateImagesStream = channel.unary_stream(
+                '/djepa.v1.Generation/GenerateImagesStream',
+                request_serializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesRequest.SerializeToString,
+                response_deserializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesEvent.FromString,
+                _registered_method=True)
         self.GenerateSpeech = channel.unary_stream(
                 '/djepa.v1.Generation/GenerateSpeech',
                 request_serializer=djepa_dot_v1_dot_generation__pb2.GenerateSpeechRequest.SerializeToString,
@@ -63,6 +68,15 @@ class GenerationServicer:
     def GenerateImages(self, request, context):
         """Images of one class (REST: POST /v1/images). Item i uses seed + i; the images of concurrent
         gRPC and REST requests are batched together.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateImagesStream(self, request, context):
+        """The same images with progressive previews (REST: POST /v1/images with "stream": true): a preview
+        of each image every `preview_every` AR steps, then one `final` event with GenerateImages' answer.
+        Errors end the stream with the status of the table above.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,6 +113,11 @@ def add_GenerationServicer_to_server(servicer, server):
                     servicer.GenerateImages,
                     request_deserializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesRequest.FromString,
                     response_serializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesResponse.SerializeToString,
+            ),
+            'GenerateImagesStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateImagesStream,
+                    request_deserializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesRequest.FromString,
+                    response_serializer=djepa_dot_v1_dot_generation__pb2.GenerateImagesEvent.SerializeToString,
             ),
             'GenerateSpeech': grpc.unary_stream_rpc_method_handler(
                     servicer.GenerateSpeech,
@@ -143,6 +162,33 @@ class Generation:
             '/djepa.v1.Generation/GenerateImages',
             djepa_dot_v1_dot_generation__pb2.GenerateImagesRequest.SerializeToString,
             djepa_dot_v1_dot_generation__pb2.GenerateImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateImagesStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/djepa.v1.Generation/GenerateImagesStream',
+            djepa_dot_v1_dot_generation__pb2.GenerateImagesRequest.SerializeToString,
+            djepa_dot_v1_dot_generation__pb2.GenerateImagesEvent.FromString,
             options,
             channel_credentials,
             insecure,

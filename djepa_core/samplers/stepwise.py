@@ -1,0 +1,245 @@
+"""The masked-AR loop one step at a time, over explicit per-request states (continuous batching).
+
+`sample_tokens` (masked_ar.py) runs all K steps of one batch whose rows share their settings. Here
+every request carries its own state: its tokens, mask, order, step index, settings (steps, guidance,
+temperature) and its own random stream (a per-request generator, as `PerSampleNoise`). `advance`
+runs ONE AR step for any set of states at once, whatever their step, settings or step counts:
+
+- backbone: one forward for all rows ([cond rows of every request; uncond rows of the guided ones]).
+  Rows at different steps keep different numbers of tokens visible: `DJEPA.encode_ragged` packs each
+  row's kept tokens and pads to the longest with a key-padding attention mask (padded keys add an
+  exact 0 to the softmax sums, so a row sees exactly what `encode` shows it); the predictor always
+  sees all L slots, so it needs no mask.
+- head: one sampler call per head configuration (head steps and method are the engine's, so in the
+  service one call), rows of every request together, with per-row temperature and per-row guidance
+  (`MixedGuidance`: only the guided requests get unconditional rows).
+- randomness: draws are made from each request's generator in the order `sample_tokens` makes them
+  for that request alone (`StepNoise`), so a request's result does not depend on its batch-mates or
+  on when it joined; results equal the sequential sampler's up to float rounding of batch-size
+  dependent BLAS blocking (the tolerances of tests/samplers).
+
+Functions are stateless: `start` makes a state, `advance` returns the next states, `finished`,
+`partial_tokens` read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from djepa_core.heads.gaussian import Denoiser
+from djepa_core.models.djepa import DJEPA
+from djepa_core.models.masking import mask_from_orders
+from djepa_core.samplers.bound import StepDenoiser, bind_rows
+from djepa_core.samplers.guidance import cfg_scale_at
+from djepa_core.samplers.masked_ar import (
+    HeadSampler,
+    SampleSettings,
+    frame_major_orders,
+    make_head_sampler,
+    mask_len_at,
+)
+
+
+@dataclass(frozen=True)
+class ARState:
+    """One request in flight: generation `step` of `settings.num_steps` done so far."""
+
+    label: int | None  # class id (None: unconditional)
+    settings: SampleSettings
+    generator: torch.Generator  # this request's random stream (CPU), advanced in place by `advance`
+    orders: torch.Tensor  # [L] int64: generation order (tokens revealed from the end backwards)
+    mask: torch.Tensor  # [L] float 0/1, 1 = still masked
+    tokens: torch.Tensor  # [L, C]
+    step: int = 0
+    done: bool = False
+
+    @property
+    def guided(self) -> bool:
+        return self.settings.cfg_scale != 1.0
+
+
+def head_key(settings: SampleSettings) -> tuple[object, ...]:
+    """Settings that must be equal for rows to share one head sampler call."""
+    return (settings.head_steps, settings.diffusion_method, settings.ddim_eta, settings.ode_method,
+            settings.reference_arithmetic)
+
+
+def start(model: DJEPA, label: int | None, seed: int, settings: SampleSettings) -> ARState:
+    """A fresh state: every token masked, the order drawn from `seed`'s generator (as `PerSampleNoise`)."""
+    cfg = model.config
+    if label is not None and not 0 <= label < cfg.num_classes:
+        raise ValueError(f"class ids must be in [0, {cfg.num_classes}), got {label}")
+    device, dtype = model.fake_latent.device, model.fake_latent.dtype
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    orders = torch.randperm(cfg.seq_len, generator=gen, device=gen.device).to(device)
+    if settings.order == "frames":
+        if len(cfg.grid) != 3:
+            raise ValueError(f"order 'frames' needs a (t, h, w) token grid, the model's is {cfg.grid}")
+        orders = frame_major_orders(orders[None], cfg.grid[1] * cfg.grid[2])[0]
+    return ARState(label, settings, gen, orders, torch.ones(cfg.seq_len, device=device),
+                   torch.zeros(cfg.seq_len, cfg.token_dim, device=device, dtype=dtype))
+
+
+def finished(state: ARState) -> bool:
+    return state.done
+
+
+def partial_tokens(state: ARState) -> torch.Tensor:
+    """The tokens so far [L, C] (still-masked positions are zeros): a preview decodes these."""
+    return state.tokens
+
+
+class StepNoise:
+    """The head's draws of one AR step, from each request's own generator, in the order the sequential
+    sampler makes them for that request alone: the first draw (the starting noise) for its conditional
+    rows only; every later draw also for its unconditional rows when guided (drawn, then dropped: only
+    the conditional half of x is ever used)."""
+
+    def __init__(self, generators: Sequence[torch.Generator], guided: Sequence[bool]) -> None:
+        self.generators = list(generators)
+        self.guided = list(guided)
+        self.first = True
+
+    def normal(self, shape: tuple[int, ...], segments: Sequence[int] | None, *,
+               device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        if segments is None or len(segments) != len(self.generators) or sum(segments) != shape[0]:
+            raise ValueError(f"StepNoise needs one segment per request summing to {shape[0]}, got {segments}")
+        parts = []
+        for g, rows, guided in zip(self.generators, segments, self.guided, strict=True):
+            parts.append(torch.randn((rows, *shape[1:]), generator=g, device=g.device, dtype=dtype))
+            if guided and not self.first:
+                torch.randn((rows, *shape[1:]), generator=g, device=g.device, dtype=dtype)
+        self.first = False
+        return torch.cat(parts).to(device)
+
+    def orders(self, batch: int, seq_len: int, device: torch.device) -> torch.Tensor:
+        raise ValueError("StepNoise draws no orders (a state's order is drawn by `start`)")
+
+
+class MixedGuidance:
+    """A denoiser over the conditional rows of every request; the rows in `guided_rows` (indices) are
+    guided, g = u + s (c - u), with unconditional conditions `uncond` [g, D] and scales `scales` [g, 1].
+    Per row the arithmetic is `guidance.guided`'s: the unconditional row sees the conditional row's x."""
+
+    def __init__(self, net: Denoiser, uncond: torch.Tensor, guided_rows: torch.Tensor,
+                 scales: torch.Tensor, guided_channels: int) -> None:
+        self.net, self.uncond, self.guided_rows = net, uncond, guided_rows
+        self.scales, self.channels = scales, guided_channels
+
+    def _combine(self, out: torch.Tensor, n: int) -> torch.Tensor:
+        if self.guided_rows.numel() == 0:
+            return out
+        cond_out, un = out[:n], out[n:]
+        c = self.channels
+        eps = cond_out[self.guided_rows, :c]
+        g = un[:, :c] + self.scales * (eps - un[:, :c])
+        result = cond_out.clone()
+        result[self.guided_rows, :c] = g
+        return result
+
+    def bind(self, c: torch.Tensor, per_row_time: bool = False) -> StepDenoiser:
+        inner = bind_rows(self.net, torch.cat([c, self.uncond]), None, 0, per_row_time)
+        n = c.shape[0]
+
+        def step(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self._combine(inner(torch.cat([x, x[self.guided_rows]]), t), n)
+
+        return step
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.bind(c)(x, t[:1])
+
+
+def _class_rows(model: DJEPA, states: Sequence[ARState]) -> torch.Tensor:
+    device = model.fake_latent.device
+    rows = [model.null_vectors(1) if s.label is None else model.class_vectors(torch.tensor([s.label], device=device))
+            for s in states]
+    return torch.cat(rows)
+
+
+@torch.no_grad()
+def advance(model: DJEPA, states: Sequence[ARState],
+            samplers: dict[tuple[object, ...], HeadSampler] | None = None) -> list[ARState]:
+    """One AR step for every state (none may be done), in one backbone forward; the next states, in order.
+
+    `samplers`: a cache of head samplers by `head_key` (filled here), to build each one once."""
+    if not states:
+        return []
+    if any(s.done for s in states):
+        raise ValueError("advance got a finished state")
+    cfg = model.config
+    length = cfg.seq_len
+    guided = [i for i, s in enumerate(states) if s.guided]
+    rows = [*states, *(states[i] for i in guided)]
+    tokens = torch.stack([s.tokens for s in rows])
+    mask = torch.stack([s.mask for s in rows])
+    class_vec = torch.cat([_class_rows(model, states), model.null_vectors(len(guided))])
+    enc, positions, valid = model.encode_ragged(tokens, mask, class_vec)
+    z = model.predict_ragged(enc, positions, valid)  # (n + g, L, Dd)
+    uncond_row = {i: len(states) + k for k, i in enumerate(guided)}
+
+    # what each request reveals at this step (as sample_tokens)
+    plans = []
+    for s in states:
+        k = s.settings.num_steps
+        remaining = int(s.mask.sum())
+        mask_len = mask_len_at(s.step, k, length, remaining)
+        mask_next = mask_from_orders(s.orders[None], mask_len)[0]
+        last = s.step >= k - 1
+        to_pred = s.mask.bool() if last else torch.logical_xor(s.mask.bool(), mask_next.bool())
+        scale = cfg_scale_at(s.settings.cfg_schedule, s.settings.cfg_scale, length, mask_len) if s.guided else None
+        plans.append((mask_next, to_pred, scale))
+
+    new_rows: dict[int, torch.Tensor] = {}
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, s in enumerate(states):
+        groups.setdefault(head_key(s.settings), []).append(i)
+    cache = samplers if samplers is not None else {}
+    for key, members in groups.items():
+        if key not in cache:
+            cache[key] = make_head_sampler(model, states[members[0]].settings)
+        counts = [int(plans[i][1].sum()) for i in members]
+        cond = torch.cat([z[i][plans[i][1]] for i in members])
+        uncond_parts, guided_idx, scale_parts, offset = [], [], [], 0
+        for i, p in zip(members, counts, strict=True):
+            if states[i].guided:
+                uncond_parts.append(z[uncond_row[i]][plans[i][1]])
+                guided_idx.append(torch.arange(offset, offset + p))
+                scale = plans[i][2]
+                scale_parts.append(torch.as_tensor(scale, dtype=torch.float32).reshape(1, 1).expand(p, 1))
+            offset += p
+        dev = cond.device
+        net = MixedGuidance(
+            model.head, torch.cat(uncond_parts) if uncond_parts else cond[:0],
+            torch.cat(guided_idx).to(dev) if guided_idx else torch.zeros(0, dtype=torch.long, device=dev),
+            torch.cat(scale_parts).to(dev, cond.dtype) if scale_parts else cond.new_zeros(0, 1),
+            cfg.token_dim)
+        noise = StepNoise([states[i].generator for i in members], [states[i].guided for i in members])
+        temperature = torch.cat([torch.full((p, 1), states[i].settings.temperature, dtype=cond.dtype)
+                                 for i, p in zip(members, counts, strict=True)]).to(dev)
+        out = cache[key](net, cond, noise, temperature, None, counts)
+        for i, part in zip(members, out.split(counts), strict=True):
+            new_rows[i] = part
+
+    result = []
+    for i, s in enumerate(states):
+        mask_next, to_pred, _ = plans[i]
+        tokens_i = s.tokens.clone()
+        tokens_i[to_pred] = new_rows[i].to(tokens_i.dtype)
+        step = s.step + 1
+        done = step >= s.settings.num_steps or int(mask_next.sum()) == 0
+        result.append(dataclasses.replace(s, mask=mask_next, tokens=tokens_i, step=step, done=done))
+    return result
+
+
+def run_alone(model: DJEPA, label: int | None, seed: int, settings: SampleSettings) -> torch.Tensor:
+    """One request from start to end through `advance` alone: tokens [L, C]."""
+    state = start(model, label, seed, settings)
+    while not state.done:
+        state = advance(model, [state])[0]
+    return state.tokens
