@@ -7,14 +7,9 @@ options; `djepa serve` applies them with `.options`). No tensor maths here.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import dataclasses
-import logging
-import os
-import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from fastapi import FastAPI
@@ -23,226 +18,87 @@ from ray import serve
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
-from ray.util import metrics as ray_metrics
 
 from service.config import AppConfig, BatchConfig, EngineConfig
 from service.engine import TorchImageEngine
-from service.errors import DeadlineExceeded, NotReady, QueueFull, redact_paths
+from service.errors import DeadlineExceeded, QueueFull
+from service.generator_deployment import LATE as LATE  # the batch path's refusal of a late item, re-exported
+from service.generator_deployment import GeneratorHandle, GeneratorReplica, Pending, Refusal
 from service.ingress.grpc import GenerationServicer
 from service.ingress.http import create_app
 from service.metrics import ServiceMetrics
 from service.proto_gen.djepa.v1 import generation_pb2 as pb
 from service.scheduler import StepScheduler
-from service.types import GeneratedImage, ImageItem, ImagePreview, ModelInfo
+from service.types import GeneratedImage, ImageItem, ImagePreview
 
 GENERATOR = "ImageGenerator"
 INGRESS = "Ingress"
 DEFAULT_BATCH = BatchConfig()
-log = logging.getLogger("djepa.service")
-
-
-@dataclasses.dataclass
-class _Pending:
-    """An item waiting in the generator's batch queue: its deadline (unix time) and whether its
-    batch has started (a cancel before that means no work was spent on it)."""
-
-    item: ImageItem
-    arrived: float  # perf_counter at arrival
-    deadline: float | None
-    started: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Refused:
-    """The generator's answer when it will not do the work: returned, not raised, so that an expected
-    refusal (a deadline passed, the model failed to load) is no error in the replica's log.
-    HandleBackend turns it into the service error."""
-
-    kind: str  # "deadline", "not_ready" or "queue_full" (continuous batching: the replica holds its maximum)
-    message: str
-
-    def error(self, retry_after_s: int = 1) -> DeadlineExceeded | NotReady | QueueFull:
-        if self.kind == "queue_full":
-            return QueueFull(self.message, retry_after_s)
-        return DeadlineExceeded(self.message) if self.kind == "deadline" else NotReady(self.message)
-
-
-LATE = Refused("deadline", "the request's deadline passed before its batch started")
 
 
 @serve.deployment(name=GENERATOR, ray_actor_options={"num_cpus": 0.5, "num_gpus": 0},
                   max_ongoing_requests=2 * DEFAULT_BATCH.max_batch_size, max_queued_requests=256,
                   user_config=dataclasses.asdict(DEFAULT_BATCH))
-class ImageGeneratorDeployment:
+class ImageGeneratorDeployment(GeneratorReplica):
     """One engine per replica; items arriving together run as one `@serve.batch` (list in, list out), or
     with `batching: continuous` (user_config) through the step scheduler (scheduler.py), which also serves
-    the preview streams (`generate_stream`) in either mode."""
+    the preview streams (`generate_stream`) in either mode. The rest (load failure, deadlines, cancels,
+    refusals, skip counts) is generator_deployment.py's."""
 
     def __init__(self, engine: Mapping[str, Any]) -> None:
         config = EngineConfig.from_dict(dict(engine))
-        self.batch = DEFAULT_BATCH
-        self.skipped: collections.Counter[str] = collections.Counter()  # items dropped unstarted, by reason
-        # the same count on Ray's metrics port (summed over replicas by Prometheus): work never started
-        self._skipped_metric = ray_metrics.Counter(
-            "djepa_skipped_items_total", description="Items dropped by the generator before their batch "
-            "started: deadline passed, or caller gone (cancelled).", tag_keys=("model", "reason"))
-        self._engine: TorchImageEngine | None = None
-        self.load_error: str | None = None
-        try:
-            self._engine = TorchImageEngine.load(config)
-        except Exception as e:  # never half-serve: stay up, not ready, with the reason (paths removed)
-            log.exception("the model failed to load")
-            first = (str(e).strip().splitlines() or [""])[0]
-            self.load_error = redact_paths(f"the model failed to load: {type(e).__name__}: {first}")
-        self.model_id = self._engine.info.id if self._engine is not None else (config.name or "unknown")
-        self.scheduler = StepScheduler(self._engine, self.batch.max_in_flight, self.batch.max_waiting,
-                                       on_drop=self._on_drop) if self._engine is not None else None
+        super().__init__(lambda: TorchImageEngine.load(config), DEFAULT_BATCH, config.name)
+        image = cast(TorchImageEngine | None, self._engine)
+        self.scheduler = StepScheduler(image, self.batch.max_in_flight, self.batch.max_waiting,
+                                       on_drop=self._on_drop) if image is not None else None
 
     def _on_drop(self, reason: str, started: bool) -> None:
         """The scheduler dropped an image unfinished: counted with the batch path's skips when unstarted."""
         if not started:
             self._skip(reason)
 
-    def _skip(self, reason: str, count: int = 1) -> None:
-        if count > 0:
-            self.skipped[reason] += count
-            self._skipped_metric.inc(count, tags={"model": self.model_id, "reason": reason})
-
-    @property
-    def engine(self) -> TorchImageEngine:
-        if self._engine is None:
-            raise NotReady(self.load_error or "the model is not loaded")
-        return self._engine
-
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
-        """Live batching changes (`user_config` of deploy/serve.yaml)."""
-        self.batch = BatchConfig.from_dict(dict(user_config))
-        self._run_batch.set_max_batch_size(self.batch.max_batch_size)  # type: ignore[attr-defined]
-        self._run_batch.set_batch_wait_timeout_s(self.batch.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        super().reconfigure(user_config)
         if self.scheduler is not None:
             self.scheduler.configure(self.batch.max_in_flight, self.batch.max_waiting)
 
-    def _not_loaded(self) -> Refused:
-        return Refused("not_ready", self.load_error or "the model is not loaded")
-
-    async def info(self) -> ModelInfo | Refused:
-        return self._engine.info if self._engine is not None else self._not_loaded()
-
-    async def batch_config(self) -> BatchConfig:
-        return self.batch
-
-    async def work_stats(self) -> dict[str, Any]:
-        """This replica's process id and the items it dropped unstarted, by reason ("deadline":
-        passed before its batch started; "cancelled": its caller left while it waited)."""
-        return {"pid": os.getpid(), "skipped": dict(self.skipped)}
-
-    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage | Refused:
-        """The image of `item`, or a Refused: the model failed to load, or `deadline` (unix time) passed
-        before the item's batch started."""
-        if self._engine is None:
-            return self._not_loaded()
-        if deadline is not None and time.time() >= deadline:
-            self._skip("deadline")
-            return LATE
-        if self.batch.batching == "continuous":
-            return await self._submit(item, deadline)
-        pending = _Pending(item, time.perf_counter(), deadline)
-        try:
-            result: GeneratedImage | Refused = await self._run_batch(pending)
-        except asyncio.CancelledError:  # the caller left (client gone, deadline passed): Ray drops it
-            if not pending.started:
-                self._skip("cancelled")
-            raise
-        return result
-
-    async def _submit(self, item: ImageItem, deadline: float | None) -> GeneratedImage | Refused:
-        """`item` through the step scheduler; expected refusals returned (a cancelled caller cancels the work)."""
+    async def _queue(self, item: ImageItem, deadline: float | None) -> GeneratedImage | Refusal:
+        """`item` through the step scheduler with `batching: continuous`, else the `@serve.batch` queue;
+        expected refusals returned (a cancelled caller cancels the work)."""
+        if self.batch.batching != "continuous":
+            result: GeneratedImage | Refusal = await super()._queue(item, deadline)
+            return result
         assert self.scheduler is not None
         try:
             return await self.scheduler.submit(item, deadline)
-        except QueueFull as e:
-            return Refused("queue_full", e.message)
-        except DeadlineExceeded as e:
-            return Refused("deadline", e.message)
+        except (QueueFull, DeadlineExceeded) as e:
+            return Refusal.of(e)
 
     async def generate_stream(self, item: ImageItem, deadline: float | None = None,
-                              preview_every: int = 1) -> AsyncIterator[ImagePreview | GeneratedImage | Refused]:
-        """Previews of `item` every `preview_every` steps, then the image (or one Refused), always through the
+                              preview_every: int = 1) -> AsyncIterator[ImagePreview | GeneratedImage | Refusal]:
+        """Previews of `item` every `preview_every` steps, then the image (or one Refusal), always through the
         step scheduler. A streaming handle call (`handle.options(stream=True)`); cancelling it cancels the work."""
-        if self._engine is None:
-            yield self._not_loaded()
-            return
-        if deadline is not None and time.time() >= deadline:
-            self._skip("deadline")
-            yield LATE
+        refusal = self._admit(item, deadline)
+        if refusal is not None:
+            yield refusal
             return
         assert self.scheduler is not None
         try:
             async for event in self.scheduler.stream(item, deadline, preview_every):
                 yield event
-        except QueueFull as e:
-            yield Refused("queue_full", e.message)
-        except DeadlineExceeded as e:
-            yield Refused("deadline", e.message)
+        except (QueueFull, DeadlineExceeded) as e:
+            yield Refusal.of(e)
 
     @serve.batch(max_batch_size=DEFAULT_BATCH.max_batch_size, batch_wait_timeout_s=DEFAULT_BATCH.batch_wait_timeout_s)
-    async def _run_batch(self, entries: list[_Pending]) -> list[GeneratedImage | Refused]:
-        start, now = time.perf_counter(), time.time()
-        live = [e for e in entries if e.deadline is None or now < e.deadline]  # nobody waits for the rest
-        self._skip("deadline", len(entries) - len(live))
-        for e in live:
-            e.started = True
-        # the pass runs in a thread so this replica keeps accepting (queueing) items meanwhile
-        results = await asyncio.to_thread(self.engine.generate, [e.item for e in live]) if live else []
-        done = {id(e): GeneratedImage(out, dataclasses.replace(stats, queue_wait_s=max(0.0, start - e.arrived)))
-                for (out, stats), e in zip(results, live, strict=True)}
-        return [done.get(id(e), LATE) for e in entries]
+    async def _run_batch(self, entries: list[Pending[ImageItem]]) -> list[GeneratedImage | Refusal]:
+        return await self._process_batch(entries, GeneratedImage)
 
 
-class HandleBackend:
-    """`ImageBackend` over a deployment handle to the generator; Ray's errors become service errors."""
+class HandleBackend(GeneratorHandle[ImageItem, GeneratedImage]):
+    """`ImageBackend` over a deployment handle to the generator, with its preview streams."""
 
     def __init__(self, handle: DeploymentHandle[Any], retry_after_s: int) -> None:
-        self.handle = handle
-        self.retry_after_s = retry_after_s
-        self._info: ModelInfo | None = None
-
-    async def model_info(self, fresh: bool = False) -> ModelInfo:
-        if self._info is None or fresh:
-            try:
-                info: ModelInfo | Refused = await self.handle.info.remote()
-                if isinstance(info, Refused):
-                    raise info.error()
-                self._info = info
-            except BackPressureError:
-                if self._info is None:  # busy, not broken: it answered nobody yet because it is full
-                    raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
-            except DeploymentUnavailableError:
-                raise NotReady("the image generator is not available") from None
-        assert self._info is not None
-        return self._info
-
-    async def check_ready(self) -> ModelInfo:
-        """The generator's model info asked now (readiness: a dead or failed generator shows)."""
-        return await self.model_info(fresh=True)
-
-    async def generate(self, item: ImageItem, deadline: float | None = None) -> GeneratedImage:
-        try:
-            response = self.handle.generate.remote(item, deadline)
-        except BackPressureError:
-            raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
-        try:
-            result: GeneratedImage | Refused = await response
-        except BackPressureError:
-            raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
-        except DeploymentUnavailableError:
-            raise NotReady("the image generator is not available") from None
-        except asyncio.CancelledError:
-            response.cancel()  # type: ignore[no-untyped-call]  # deadline passed or the client left: stop the work
-            raise
-        if isinstance(result, Refused):
-            raise result.error(self.retry_after_s)
-        return result
+        super().__init__(handle, retry_after_s, "the image generator")
 
     async def generate_stream(self, item: ImageItem, deadline: float | None = None,
                               preview_every: int = 1) -> AsyncIterator[ImagePreview | GeneratedImage]:
@@ -252,16 +108,16 @@ class HandleBackend:
             stream: DeploymentResponseGenerator[Any] = self.handle.options(  # type: ignore[assignment]
                 stream=True).generate_stream.remote(item, deadline, preview_every)
         except BackPressureError:
-            raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
+            raise self._full() from None
         try:
             async for event in stream:
-                if isinstance(event, Refused):
+                if isinstance(event, Refusal):
                     raise event.error(self.retry_after_s)
                 yield event
         except BackPressureError:
-            raise QueueFull("the image generator's queue is full", self.retry_after_s) from None
+            raise self._full() from None
         except DeploymentUnavailableError:
-            raise NotReady("the image generator is not available") from None
+            raise self._unavailable() from None
         finally:
             stream.cancel()  # type: ignore[no-untyped-call]  # no effect once the stream has ended
 

@@ -6,7 +6,8 @@ removed), `@serve.batch` parameters from `user_config` (changeable live), deadli
 item (dropped unstarted once passed), a caller that leaves cancels its item, and expected refusals
 returned as `Refusal`, not raised (no error in the replica's log). A subclass gives the engine loader
 and its own `@serve.batch` method `_run_batch` (a decorated method holds one queue per class) that
-calls `_process_batch`. `GeneratorHandle` is the ingress's side: a deployment handle whose Ray errors
+calls `_process_batch`; it may route items elsewhere by overriding `_queue` (the image generator's
+continuous batching). `GeneratorHandle` is the ingress's side: a deployment handle whose Ray errors
 and refusals become the service errors of errors.py.
 """
 
@@ -44,9 +45,22 @@ class Engine(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Refusal:
-    """The generator's answer when it will not do the work (returned, not raised): the service error."""
+    """The generator's answer when it will not do the work (returned, not raised): the service error's
+    class, message and field (plain values: equal when they are, whichever process built them)."""
 
-    error: ServiceError
+    kind: type[ServiceError]
+    message: str
+    field: str | None = None
+
+    @classmethod
+    def of(cls, error: ServiceError) -> Refusal:
+        return cls(type(error), error.message, error.field)
+
+    def error(self, retry_after_s: int = 1) -> ServiceError:
+        """The service error; a full queue's Retry-After is the ingress's (`retry_after_s`)."""
+        if issubclass(self.kind, QueueFull):
+            return QueueFull(self.message, retry_after_s)
+        return self.kind(self.message, self.field)
 
 
 @dataclasses.dataclass
@@ -60,13 +74,13 @@ class Pending(Generic[ItemT]):
     started: bool = False
 
 
-LATE = "the request's deadline passed before its batch started"
+LATE = Refusal(DeadlineExceeded, "the request's deadline passed before its batch started")
 
 
 class GeneratorReplica:
     """Base of a generator deployment: see the module docstring."""
 
-    modality = "model"  # in messages: "the <modality> model failed to load"
+    modality = ""  # in messages: "the <modality> model failed to load" ("the model ..." when empty)
 
     def __init__(self, load: Callable[[], Engine], batch: BatchConfig, name: str | None = None) -> None:
         self.batch = batch
@@ -77,12 +91,14 @@ class GeneratorReplica:
             "started: deadline passed, or caller gone (cancelled).", tag_keys=("model", "reason"))
         self._engine: Engine | None = None
         self.load_error: str | None = None
+        model = f"the {self.modality} model" if self.modality else "the model"
         try:
             self._engine = load()
         except Exception as e:  # never half-serve: stay up, not ready, with the reason (paths removed)
-            log.exception("the %s model failed to load", self.modality)
+            log.exception("%s failed to load", model)
             first = (str(e).strip().splitlines() or [""])[0]
-            self.load_error = redact_paths(f"the {self.modality} model failed to load: {type(e).__name__}: {first}")
+            self.load_error = redact_paths(f"{model} failed to load: {type(e).__name__}: {first}")
+        self._missing = f"{model} is not loaded"
         self.model_id = self._engine.info.id if self._engine is not None else (name or "unknown")
 
     def _skip(self, reason: str, count: int = 1) -> None:
@@ -91,12 +107,12 @@ class GeneratorReplica:
             self._skipped_metric.inc(count, tags={"model": self.model_id, "reason": reason})
 
     def _not_loaded(self) -> Refusal:
-        return Refusal(NotReady(self.load_error or f"the {self.modality} model is not loaded"))
+        return Refusal(NotReady, self.load_error or self._missing)
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            raise self._not_loaded().error
+            raise self._not_loaded().error()
         return self._engine
 
     def reconfigure(self, user_config: Mapping[str, Any]) -> None:
@@ -120,17 +136,25 @@ class GeneratorReplica:
         """Why this item will not be generated, judged before it queues (none by default)."""
         return None
 
-    async def generate(self, item: Any, deadline: float | None = None) -> Any:
-        """The item's answer, or a Refusal: the model failed to load, `deadline` (unix time) passed before
-        the item's batch started, or `refuse` said no."""
+    def _admit(self, item: Any, deadline: float | None) -> Refusal | None:
+        """Why `item` will not queue: the model failed to load, `deadline` (unix time) has passed, or
+        `refuse` said no; None when it may."""
         if self._engine is None:
             return self._not_loaded()
         if deadline is not None and time.time() >= deadline:
             self._skip("deadline")
-            return Refusal(DeadlineExceeded(LATE))
+            return LATE
         refused = self.refuse(item)
-        if refused is not None:
-            return Refusal(refused)
+        return Refusal.of(refused) if refused is not None else None
+
+    async def generate(self, item: Any, deadline: float | None = None) -> Any:
+        """The item's answer, or a Refusal: `_admit` said no, or `deadline` passed before the item's batch
+        started."""
+        refusal = self._admit(item, deadline)
+        return refusal if refusal is not None else await self._queue(item, deadline)
+
+    async def _queue(self, item: Any, deadline: float | None) -> Any:
+        """An admitted item's answer: through the `@serve.batch` queue (`_run_batch`)."""
         pending = Pending(item, time.perf_counter(), deadline)
         run_batch: Any = self._run_batch  # type: ignore[attr-defined]
         try:
@@ -152,7 +176,7 @@ class GeneratorReplica:
         results = await asyncio.to_thread(self.engine.generate, [e.item for e in live]) if live else []
         done = {id(e): answer(out, dataclasses.replace(stats, queue_wait_s=max(0.0, start - e.arrived)))
                 for (out, stats), e in zip(results, live, strict=True)}
-        return [done.get(id(e), Refusal(DeadlineExceeded(LATE))) for e in entries]
+        return [done.get(id(e), LATE) for e in entries]
 
 
 class GeneratorHandle(Generic[ItemT, OutT]):
@@ -167,18 +191,21 @@ class GeneratorHandle(Generic[ItemT, OutT]):
     def _full(self) -> QueueFull:
         return QueueFull(f"{self.what}'s queue is full", self.retry_after_s)
 
+    def _unavailable(self) -> NotReady:
+        return NotReady(f"{self.what} is not available")
+
     async def model_info(self, fresh: bool = False) -> ModelInfo:
         if self._info is None or fresh:
             try:
                 info: ModelInfo | Refusal = await self.handle.info.remote()
                 if isinstance(info, Refusal):
-                    raise info.error
+                    raise info.error(self.retry_after_s)
                 self._info = info
             except BackPressureError:
                 if self._info is None:  # busy, not broken: it answered nobody yet because it is full
                     raise self._full() from None
             except DeploymentUnavailableError:
-                raise NotReady(f"{self.what} is not available") from None
+                raise self._unavailable() from None
         assert self._info is not None
         return self._info
 
@@ -196,10 +223,10 @@ class GeneratorHandle(Generic[ItemT, OutT]):
         except BackPressureError:
             raise self._full() from None
         except DeploymentUnavailableError:
-            raise NotReady(f"{self.what} is not available") from None
+            raise self._unavailable() from None
         except asyncio.CancelledError:
             response.cancel()  # type: ignore[no-untyped-call]  # deadline passed or the client left: stop the work
             raise
         if isinstance(result, Refusal):
-            raise result.error
+            raise result.error(self.retry_after_s)
         return result

@@ -13,7 +13,11 @@ Protocol (seeds fixed):
   over clips (a digit that fades, grows or splits changes it; a real moving digit keeps it constant
   while it stays on the canvas, which it always does here);
   `label_agreement`: the share of frames whose predicted class is the clip's majority prediction
-  (identity kept from frame to frame, whether or not it is the intended class).
+  (identity kept from frame to frame, whether or not it is the intended class);
+  `path_jerk`: how far the motion is from constant velocity: the mean length, in pixels, of the second
+  difference c[t+1] - 2 c[t] + c[t-1] of each frame's ink centroid c (real clips move at constant
+  velocity and only bounces and the digit's shape at the border give it a non-zero value; a digit that
+  jumps about gives a large one).
 - `frechet`: Fréchet distance of the classifier's hidden features of the frames, samples vs real test
   frames, next to the floor (real training frames vs real test frames, same numbers of frames).
 """
@@ -53,15 +57,28 @@ def centre_crop_frames(frames: torch.Tensor, size: int = CROP) -> torch.Tensor:
     return padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
+def ink_centroids(clips: torch.Tensor) -> torch.Tensor:
+    """Ink centre of mass (y, x) in pixels of every frame of clips [N, T, C, S, S] in [-1, 1] -> [N, T, 2]."""
+    mass = ((clips.detach().float().cpu().clamp(-1, 1) + 1) / 2).sum(2)  # (N, T, S, S)
+    total = mass.sum((2, 3)).clamp_min(1e-6)
+    cy = (mass.sum(3) * torch.arange(mass.shape[2])).sum(2) / total
+    cx = (mass.sum(2) * torch.arange(mass.shape[3])).sum(2) / total
+    return torch.stack([cy, cx], dim=-1)
+
+
 def temporal_stats(clips: torch.Tensor) -> dict[str, float]:
-    """frame_l1 and ink_cv of clips [N, T, C, S, S] in [-1, 1] (see the module docstring)."""
+    """frame_l1, ink_cv and path_jerk of clips [N, T, C, S, S] in [-1, 1] (see the module docstring)."""
     x = clips.detach().float().cpu().clamp(-1, 1)
     if x.shape[1] < 2:
         raise ValueError("temporal measures need clips of at least 2 frames")
     frame_l1 = float((x[:, 1:] - x[:, :-1]).abs().mean())
     ink = ((x + 1) / 2).flatten(2).sum(-1)  # (N, T)
     ink_cv = float((ink.std(dim=1) / ink.mean(dim=1).clamp_min(1e-6)).mean())
-    return {"frame_l1": frame_l1, "ink_cv": ink_cv}
+    out = {"frame_l1": frame_l1, "ink_cv": ink_cv}
+    if x.shape[1] >= 3:
+        c = ink_centroids(x)
+        out["path_jerk"] = float((c[:, 2:] - 2 * c[:, 1:-1] + c[:, :-2]).norm(dim=-1).mean())
+    return out
 
 
 class MovingDigitsReference:
@@ -152,16 +169,21 @@ def reference_summary(reference: MovingDigitsReference) -> dict[str, Any]:
             "target_accuracy_ratio": TARGET_ACCURACY_RATIO}
 
 
+def _opt(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.3f}" if key in row else "-"  # clips of fewer than 3 frames have no path jerk
+
+
 def format_table(reference: MovingDigitsReference, rows: dict[str, dict[str, Any]]) -> str:
     ref = reference.test
     lines = ["| source | per-frame accuracy | / real test (target >= 0.85) | clip accuracy | label agreement | "
-             "frame-to-frame L1 | / real | ink CV | Fréchet (vs test) | / floor |",
-             "|---|---|---|---|---|---|---|---|---|---|",
+             "frame-to-frame L1 | / real | ink CV | path jerk (px) | Fréchet (vs test) | / floor |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
              f"| real test clips | {ref['frame_accuracy']:.4f} | 1.00 | {ref['clip_accuracy']:.4f} | "
-             f"{ref['label_agreement']:.4f} | {ref['frame_l1']:.4f} | 1.00 | {ref['ink_cv']:.4f} | - | - |",
-             f"| real train frames (floor) | - | - | - | - | - | - | - | {reference.floor:.3f} | 1.00 |"]
+             f"{ref['label_agreement']:.4f} | {ref['frame_l1']:.4f} | 1.00 | {ref['ink_cv']:.4f} | "
+             f"{_opt(ref, 'path_jerk')} | - | - |",
+             f"| real train frames (floor) | - | - | - | - | - | - | - | - | {reference.floor:.3f} | 1.00 |"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['frame_accuracy']:.4f} | {r['accuracy_ratio']:.3f} | {r['clip_accuracy']:.4f} | "
                      f"{r['label_agreement']:.4f} | {r['frame_l1']:.4f} | {r['frame_l1_ratio']:.2f} | "
-                     f"{r['ink_cv']:.4f} | {r['frechet']:.3f} | {r['frechet_ratio']:.2f} |")
+                     f"{r['ink_cv']:.4f} | {_opt(r, 'path_jerk')} | {r['frechet']:.3f} | {r['frechet_ratio']:.2f} |")
     return "\n".join(lines)

@@ -41,9 +41,13 @@ def test_temporal_stats_of_still_moving_and_flickering_clips() -> None:
         moving[:, t] = torch.roll(still[:, t], shifts=t, dims=-1)
     flicker = still.clone()
     flicker[:, 1::2] = -1.0  # the digit vanishes every other frame
-    assert temporal_stats(still) == {"frame_l1": 0.0, "ink_cv": 0.0}
+    assert temporal_stats(still) == {"frame_l1": 0.0, "ink_cv": 0.0, "path_jerk": 0.0}
     assert temporal_stats(moving)["frame_l1"] > 0 and temporal_stats(moving)["ink_cv"] < 1e-6
+    assert temporal_stats(moving)["path_jerk"] < 1e-5  # one pixel a frame: constant velocity
+    jumpy = moving[:, [0, 2, 1, 3]]  # the same frames out of order
+    assert temporal_stats(jumpy)["path_jerk"] > 1.0
     assert temporal_stats(flicker)["ink_cv"] > 0.5
+    assert "path_jerk" not in temporal_stats(still[:, :2])  # needs 3 frames
 
 
 def test_real_clips_score_as_the_reference(reference: MovingDigitsReference) -> None:
