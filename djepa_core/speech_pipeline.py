@@ -28,6 +28,7 @@ from djepa_core.samplers.speech import sample_speech_tokens
 from djepa_core.text import normalize, text_to_ids
 
 FORMAT = "djepa-speech/1"
+PEAK = 0.99  # generated audio is scaled down to this peak when louder (PCM would clip)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ class SpeechGenerator:
     def generate(self, texts: Sequence[str], *, seeds: Sequence[int] | None = None, seed: int | None = None,
                  settings: SampleSettings | None = None, noise: NoiseSource | None = None, speed: float = 1.0,
                  vocoder_iters: int = 32) -> list[torch.Tensor]:
-        """One mono waveform [N_i] (float, about [-1, 1]) at `sample_rate` per text."""
+        """One mono waveform [N_i] (float, within [-PEAK, PEAK]: louder rows are scaled down) at `sample_rate`
+        per text."""
         if not texts:
             raise ValueError("need at least one text")
         text = self.encode_texts(texts).to(self.device)
@@ -163,7 +165,8 @@ class SpeechGenerator:
         for i, n in enumerate(frames.tolist()):
             g = torch.Generator().manual_seed(seeds[i] if seeds is not None else (seed or 0))
             audio = self.tokenizer.vocode(mel[i: i + 1, :, :n], iters=vocoder_iters, generator=g)[0]
-            out.append(audio)
+            peak = float(audio.abs().max()) if audio.numel() else 0.0
+            out.append(audio * (PEAK / peak) if peak > PEAK else audio)  # never clips when written as PCM
         return out
 
 
