@@ -8,7 +8,6 @@ on the real test split), and the Fréchet distance of its features against the r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ def _eval(args: argparse.Namespace) -> int:
     from djepa_core.assets import default_image_checkpoint
     from djepa_core.checkpoint import load_generator
     from djepa_core.eval.digits import evaluate_generator, format_table, get_reference, reference_summary
+    from djepa_core.eval.runs import named_checkpoints, write_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -37,22 +37,15 @@ def _eval(args: argparse.Namespace) -> int:
     if args.per_class < 2:
         print("error: --per-class must be >= 2", file=sys.stderr)
         return 2
-    checkpoints = list(args.checkpoint or [])
-    if not checkpoints:
-        default = default_image_checkpoint()
-        if default is None:
-            print("error: no --checkpoint given and this build ships no embedded image model", file=sys.stderr)
-            return 2
-        checkpoints = [default]
-    names = list(args.name or [])
-    if names and len(names) != len(checkpoints):
-        print("error: give one --name per --checkpoint", file=sys.stderr)
+    try:
+        runs = named_checkpoints(args.checkpoint, args.name, default_image_checkpoint(), "image")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    names = names or [Path(c).stem if Path(c).stem != "model" else Path(c).parent.name for c in checkpoints]
     settings = {"num_steps": args.steps, "cfg_scale": args.cfg, "temperature": args.temperature,
                 "head_steps": args.head_steps, "cfg_schedule": args.cfg_schedule, "ode_method": args.ode,
                 "diffusion_method": args.diffusion_method}
-    generators = [load_generator(c, device=args.device) for c in checkpoints]
+    generators = [load_generator(c, device=args.device) for _, c in runs]
     sizes = {g.config.tokenizer.image_size for g in generators}
     channels = {g.config.tokenizer.channels for g in generators}
     if len(sizes) != 1 or channels != {1} or {g.config.model.num_classes for g in generators} != {10}:
@@ -60,16 +53,12 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     reference = get_reference(sizes.pop(), seed=args.classifier_seed)
     rows: dict[str, dict[str, Any]] = {}
-    for name, ckpt, gen in zip(names, checkpoints, generators, strict=True):
+    for (name, ckpt), gen in zip(runs, generators, strict=True):
         print(f"evaluating {name} ({ckpt}) ...", file=sys.stderr)
         rows[name] = {"checkpoint": str(ckpt), **evaluate_generator(gen, reference, args.per_class, args.seed,
                                                                     **settings)}
-    report = {"data": "digits", "reference": reference_summary(reference), "models": rows}
     print(format_table(reference, rows))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+    write_report(args.out, {"data": "digits", "reference": reference_summary(reference), "models": rows})
     return 0
 
 

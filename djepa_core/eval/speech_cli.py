@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 
 def run_speech_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from djepa_core.eval.runs import named_checkpoints, write_report
     from djepa_core.eval.speech import evaluate_speech, format_report
     from djepa_core.speech_pipeline import default_speech_checkpoint, load_speech_generator
 
@@ -24,22 +23,15 @@ def run_speech_eval(args: argparse.Namespace) -> int:
     if args.sentences < 1:
         print("error: --sentences must be >= 1", file=sys.stderr)
         return 2
-    checkpoints = list(args.checkpoint or [])
-    if not checkpoints:
-        default = default_speech_checkpoint()
-        if default is None:
-            print("error: no --checkpoint given and this build ships no embedded speech model", file=sys.stderr)
-            return 2
-        checkpoints = [default]
-    names = list(args.name or [])
-    if names and len(names) != len(checkpoints):
-        print("error: give one --name per --checkpoint", file=sys.stderr)
+    try:
+        runs = named_checkpoints(args.checkpoint, args.name, default_speech_checkpoint(), "speech")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    names = names or [Path(c).stem for c in checkpoints]
     overrides = {"num_steps": args.steps, "cfg_scale": args.cfg, "temperature": args.temperature,
                  "head_steps": args.head_steps}
     rows: dict[str, dict[str, Any]] = {}
-    for name, ckpt in zip(names, checkpoints, strict=True):
+    for name, ckpt in runs:
         gen = load_speech_generator(ckpt, device=args.device)
         print(f"evaluating {name} ({ckpt}) on {args.sentences} held-out sentences ...", file=sys.stderr)
         report = evaluate_speech(gen, args.corpus, args.sentences, args.seed, lm=args.lm,
@@ -47,8 +39,5 @@ def run_speech_eval(args: argparse.Namespace) -> int:
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
         rows[name] = {"checkpoint": str(ckpt), **report}
         print(f"== {name}\n{format_report(report)}")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"data": str(args.corpus), "models": rows}, indent=2) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+    write_report(args.out, {"data": str(args.corpus), "models": rows})
     return 0

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -14,6 +12,7 @@ def run_video_eval(args: argparse.Namespace) -> int:
 
     from djepa_core.assets import default_video_checkpoint
     from djepa_core.checkpoint import load_video_generator
+    from djepa_core.eval.runs import named_checkpoints, write_report
     from djepa_core.eval.video import evaluate_video_generator, format_table, get_reference, reference_summary
 
     if args.threads:
@@ -22,21 +21,14 @@ def run_video_eval(args: argparse.Namespace) -> int:
     if per_class < 2:
         print("error: --per-class must be >= 2", file=sys.stderr)
         return 2
-    checkpoints = list(args.checkpoint or [])
-    if not checkpoints:
-        default = default_video_checkpoint()
-        if default is None:
-            print("error: no --checkpoint given and this build ships no embedded video model", file=sys.stderr)
-            return 2
-        checkpoints = [default]
-    names = list(args.name or [])
-    if names and len(names) != len(checkpoints):
-        print("error: give one --name per --checkpoint", file=sys.stderr)
+    try:
+        runs = named_checkpoints(args.checkpoint, args.name, default_video_checkpoint(), "video")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    names = names or [Path(c).stem if Path(c).stem != "model" else Path(c).parent.name for c in checkpoints]
     settings = {"num_steps": args.steps, "cfg_scale": args.cfg, "temperature": args.temperature,
                 "head_steps": args.head_steps, "cfg_schedule": args.cfg_schedule, "order": args.order}
-    generators = [load_video_generator(c, device=args.device) for c in checkpoints]
+    generators = [load_video_generator(c, device=args.device) for _, c in runs]
     shapes = {(g.config.tokenizer.num_frames, g.config.tokenizer.image_size, g.config.tokenizer.channels,
                g.config.model.num_classes) for g in generators}
     if len(shapes) != 1 or next(iter(shapes))[2:] != (1, 10):
@@ -48,14 +40,10 @@ def run_video_eval(args: argparse.Namespace) -> int:
           file=sys.stderr)
     reference = get_reference(frames, canvas, seed=args.classifier_seed)
     rows: dict[str, dict[str, Any]] = {}
-    for name, ckpt, gen in zip(names, checkpoints, generators, strict=True):
+    for (name, ckpt), gen in zip(runs, generators, strict=True):
         print(f"evaluating {name} ({ckpt}) ...", file=sys.stderr)
         rows[name] = {"checkpoint": str(ckpt), **evaluate_video_generator(gen, reference, per_class, args.seed,
                                                                           **settings)}
-    report = {"data": "moving-digits", "reference": reference_summary(reference), "models": rows}
     print(format_table(reference, rows))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+    write_report(args.out, {"data": "moving-digits", "reference": reference_summary(reference), "models": rows})
     return 0

@@ -46,9 +46,11 @@ def keyed(served: Served) -> dict[str, str]:
 
 
 def busy(app: str, items: int) -> list[Any]:
-    """Fill the generator of `app` with `items` heavy items (handle calls, answers awaited later)."""
+    """Fill the generator of `app` with `items` heavy items (handle calls, answers awaited later). Each has its
+    own temperature, so a batch of them runs as one forward pass per item, one after another: long enough, even
+    on an idle machine, for a caller's hang-up or deadline to reach the generator before the next batch."""
     handle = generator(app)
-    return [handle.generate.remote(ImageItem(1, i, 16, 2.0, 1.0)) for i in range(items)]
+    return [handle.generate.remote(ImageItem(1, i, 16, 2.0, 1.0 + i / 1000)) for i in range(items)]
 
 
 def test_an_expired_item_is_skipped_at_batch_start(served: Served) -> None:
