@@ -55,6 +55,8 @@ def get_reference(image_size: int = 16, seed: int = 0) -> DigitsReference:
 
 def generate_eval_samples(generator: Any, per_class: int, seed: int = 0, batch_size: int = 200,
                           **settings: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_class` samples of every class of a class-conditional image or video generator, class-major; sample i
+    uses seed `seed + i`. Returns (samples, labels)."""
     n_cls = generator.config.model.num_classes
     labels = torch.arange(n_cls).repeat_interleave(per_class)
     s = generator.settings(**settings)

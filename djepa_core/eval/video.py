@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from djepa_core.data.moving_digits import load_moving_digits
 from djepa_core.eval.classifier import DigitClassifier
+from djepa_core.eval.digits import generate_eval_samples
 from djepa_core.eval.frechet import frechet_between
 
 TARGET_ACCURACY_RATIO = 0.85
@@ -133,22 +134,11 @@ def get_reference(num_frames: int = 8, canvas: int = 16, seed: int = 0) -> Movin
     return MovingDigitsReference(num_frames, canvas, seed)
 
 
-def generate_eval_clips(generator: Any, per_class: int, seed: int = 0, batch_size: int = 100,
-                        **settings: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    n_cls = generator.config.model.num_classes
-    labels = torch.arange(n_cls).repeat_interleave(per_class)
-    s = generator.settings(**settings)
-    out = []
-    for i in range(0, len(labels), batch_size):
-        chunk = labels[i:i + batch_size]
-        out.append(generator.generate(chunk, seeds=[seed + j for j in range(i, i + len(chunk))], settings=s).cpu())
-    return torch.cat(out), labels
-
-
 def evaluate_video_generator(generator: Any, reference: MovingDigitsReference, per_class: int = 50, seed: int = 0,
                              **settings: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
-    clips, labels = generate_eval_clips(generator, per_class, seed, **settings)
+    # sample i of the class-major label list uses seed + i, as for images; 100 clips per generate call
+    clips, labels = generate_eval_samples(generator, per_class, seed, batch_size=100, **settings)
     wall = time.perf_counter() - t0
     s = generator.settings(**settings)
     row = reference.score(clips, labels)
