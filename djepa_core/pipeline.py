@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from djepa_core.config import GeneratorConfig
+from djepa_core.fastpath import FastPath, compile_model
 from djepa_core.models.djepa import DJEPA
 from djepa_core.samplers.masked_ar import SampleSettings, sample_tokens, settings_from_config
 from djepa_core.samplers.noise import GeneratorNoise, NoiseSource, PerSampleNoise
@@ -46,6 +47,7 @@ class ImageGenerator:
         self.config = config
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.fast = FastPath()
 
     @classmethod
     def from_config(cls, config: GeneratorConfig, seed: int = 0) -> ImageGenerator:
@@ -65,6 +67,15 @@ class ImageGenerator:
         self.tokenizer.to(device)
         return self
 
+    def accelerate(self, fast: FastPath) -> ImageGenerator:
+        """Turn on the opt-in fast paths of `djepa_core.fastpath` (precision, torch.compile) for later generations."""
+        if fast.compile != "none":
+            if self.fast.compile != "none":
+                raise ValueError("this generator is already compiled")
+            compile_model(self.model, fast.compile)
+        self.fast = fast
+        return self
+
     def settings(self, **overrides: Any) -> SampleSettings:
         """The config's sampling defaults with `overrides` (None values ignored)."""
         return settings_from_config(self.config.sampling, **overrides)
@@ -81,5 +92,6 @@ class ImageGenerator:
         """
         labels_t, noise = class_labels_and_noise(labels, self.config.model.num_classes, self.device, seeds, seed,
                                                  noise, "images")
-        tokens = sample_tokens(self.model, labels_t, noise, settings or self.settings(), progress=progress)
+        with self.fast.autocast(self.device):
+            tokens = sample_tokens(self.model, labels_t, noise, settings or self.settings(), progress=progress)
         return self.tokenizer.decode(tokens)

@@ -68,6 +68,13 @@ PRESETS: dict[str, GeneratorConfig] = {
         # (djepa_core/assets/default_image.json, bench/RESULTS.md "Quality against speed")
         _digits_tokenizer(), SamplingConfig(num_steps=4, cfg_scale=1.25, temperature=1.0, head_steps=16),
         name="djepa-digits", class_names=tuple(str(i) for i in range(10))),
+    # 256 tokens (a 16x16 grid of 4x4 patches of 64 px grayscale images), 28.5M params, diffusion head 3x512: the
+    # size of the performance study (bench/RESULTS.md "Fast paths"); untrained, for benchmarks of 256-token work
+    "djepa-m256": GeneratorConfig(
+        _model(384, 6, 6, 3, 512, "gauss", 10, (16, 16), 16, 64),
+        TokenizerConfig(kind="patches", image_size=64, channels=1, patch_size=4, scale=1.0),
+        SamplingConfig(num_steps=64, cfg_scale=3.0, temperature=1.0, head_steps=100),
+        name="djepa-m256", class_names=_DIGIT_NAMES),
     "djepa-tiny": GeneratorConfig(
         _model(64, 2, 4, 2, 64, "gauss", 10, (4, 4), 16, 8, diffusion_batch_mul=2),
         _digits_tokenizer(), SamplingConfig(num_steps=4, cfg_scale=2.0, temperature=1.0, head_steps=10),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from djepa_core.config import from_dict_strict
+from djepa_core.fastpath import FastPath
 
 # grpc_options.grpc_servicer_functions (deploy/serve.yaml): the services Ray Serve's gRPC proxy registers;
 # it routes each RPC to the ingress deployment's method of the same name (GenerateImages, ..., Check, Watch)
@@ -36,6 +37,9 @@ class EngineConfig:
     name: str | None = None  # model id served (default: the checkpoint's config name)
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
     threads: int | None = None  # torch intra-op threads in this process (None: torch's default)
+    # opt-in fast paths (djepa_core/fastpath.py): "bf16" autocast; torch.compile of "head", "backbone" or "all"
+    precision: str = "fp32"
+    compile: str = "none"
     # service-wide sampling defaults over the model's own (None: the model's)
     num_steps: int | None = None
     cfg_scale: float | None = None
@@ -50,6 +54,13 @@ class EngineConfig:
             raise ValueError(f"engine: threads must be >= 1, got {self.threads}")
         if self.max_num_steps < 1:
             raise ValueError(f"engine: max_num_steps must be >= 1, got {self.max_num_steps}")
+        try:
+            self.fast_path()
+        except ValueError as e:
+            raise ValueError(f"engine: {e}") from None
+
+    def fast_path(self) -> FastPath:
+        return FastPath(precision=self.precision, compile=self.compile)  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:
@@ -114,6 +125,8 @@ class VideoConfig:
     def from_dict(cls, data: dict[str, Any]) -> VideoConfig:
         data = dict(data)
         engine = EngineConfig.from_dict(dict(data.pop("engine", None) or {}))
+        if not engine.fast_path().plain:
+            raise ValueError("video: engine precision / compile are for image models only (for now)")
         return dataclasses.replace(from_dict_strict(cls, data, "video"), engine=engine)
 
 
@@ -144,6 +157,8 @@ class SpeechConfig:
     def from_dict(cls, data: dict[str, Any]) -> SpeechConfig:
         data = dict(data)
         engine = EngineConfig.from_dict(dict(data.pop("engine", None) or {}))
+        if not engine.fast_path().plain:
+            raise ValueError("speech: engine precision / compile are for image models only (for now)")
         return dataclasses.replace(from_dict_strict(cls, data, "speech"), engine=engine)
 
 

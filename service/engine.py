@@ -101,7 +101,7 @@ class TorchImageEngine:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         generator, source = load_bundle(config)
-        return cls(generator, config, source)
+        return cls(generator.accelerate(config.fast_path()), config, source)
 
     @property
     def info(self) -> ModelInfo:
@@ -121,7 +121,8 @@ class TorchImageEngine:
 
     def advance(self, states: Sequence[stepwise.ARState]) -> list[stepwise.ARState]:
         """One AR step for all `states` together (one backbone forward, one head call)."""
-        return stepwise.advance(self.generator.model, states, self._head_samplers)
+        with self.generator.fast.autocast(self.generator.device):
+            return stepwise.advance(self.generator.model, states, self._head_samplers)
 
     def is_done(self, state: stepwise.ARState) -> bool:
         return stepwise.finished(state)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from djepa_core.fastpath import add_fast_path_arguments
+
 
 def _eval(args: argparse.Namespace) -> int:
     import torch
@@ -29,6 +31,7 @@ def _eval(args: argparse.Namespace) -> int:
     from djepa_core.checkpoint import load_generator
     from djepa_core.eval.digits import evaluate_generator, format_table, get_reference, reference_summary
     from djepa_core.eval.runs import named_checkpoints, write_report
+    from djepa_core.fastpath import fast_path_from_args
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -45,7 +48,7 @@ def _eval(args: argparse.Namespace) -> int:
     settings = {"num_steps": args.steps, "cfg_scale": args.cfg, "temperature": args.temperature,
                 "head_steps": args.head_steps, "cfg_schedule": args.cfg_schedule, "ode_method": args.ode,
                 "diffusion_method": args.diffusion_method}
-    generators = [load_generator(c, device=args.device) for _, c in runs]
+    generators = [load_generator(c, device=args.device).accelerate(fast_path_from_args(args)) for _, c in runs]
     sizes = {g.config.tokenizer.image_size for g in generators}
     channels = {g.config.tokenizer.channels for g in generators}
     if len(sizes) != 1 or channels != {1} or {g.config.model.num_classes for g in generators} != {10}:
@@ -55,8 +58,8 @@ def _eval(args: argparse.Namespace) -> int:
     rows: dict[str, dict[str, Any]] = {}
     for (name, ckpt), gen in zip(runs, generators, strict=True):
         print(f"evaluating {name} ({ckpt}) ...", file=sys.stderr)
-        rows[name] = {"checkpoint": str(ckpt), **evaluate_generator(gen, reference, args.per_class, args.seed,
-                                                                    **settings)}
+        measures = evaluate_generator(gen, reference, args.per_class, args.seed, **settings)
+        rows[name] = {"checkpoint": str(ckpt), "fast_path": gen.fast.describe(), **measures}
     print(format_table(reference, rows))
     write_report(args.out, {"data": "digits", "reference": reference_summary(reference), "models": rows})
     return 0
@@ -95,6 +98,7 @@ def register(sub: Any) -> None:
                    help="speech: recognizer language model, a bigram of the corpus's training text (default) "
                         "or pocketsphinx's generic English one")
     s.add_argument("--device", default="cpu")
+    add_fast_path_arguments(s)
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     s.add_argument("--out", type=Path, help="write the JSON report here")
     s.set_defaults(func=_eval)

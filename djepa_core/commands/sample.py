@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from djepa_core.fastpath import add_fast_path_arguments, fast_path_from_args
 from djepa_core.presets import PRESETS
 
 DEFAULT_PRESET = "djepa-s"
@@ -43,6 +44,7 @@ def _sample(args: argparse.Namespace) -> int:
         args.preset = args.preset or DEFAULT_PRESET
         gen = ImageGenerator.from_config(get_preset(args.preset), seed=args.init_seed).to(args.device)
         source = f"preset {args.preset} (untrained, init seed {args.init_seed})"
+    gen.accelerate(fast_path_from_args(args))
     num_classes = gen.config.model.num_classes
     classes = args.classes if args.classes is not None else list(range(min(num_classes, 10)))
     bad = [c for c in classes if not 0 <= c < num_classes]
@@ -94,6 +96,7 @@ def register(sub: Any) -> None:
     s.add_argument("--init-seed", type=int, default=0, help="weight init seed for untrained presets")
     s.add_argument("--batch-size", type=int, default=64, help="images per forward batch")
     s.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    add_fast_path_arguments(s)
     s.add_argument("--threads", type=int, help="torch CPU threads")
     s.add_argument("--out", type=Path, default=Path("out/samples.png"), help="output PNG (default out/samples.png)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

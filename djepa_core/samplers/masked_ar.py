@@ -177,7 +177,8 @@ def sample_tokens(model: DJEPA, labels: torch.Tensor | None, noise: NoiseSource,
             scale = cfg_scale_at(settings.cfg_schedule, settings.cfg_scale, length, mask_len)
         else:
             cond = z[to_pred]
-        rows = sampler(model.head, cond, noise, settings.temperature, scale, segments)
+        # the head's state stays in the model's dtype also where autocast runs the network in bf16
+        rows = sampler(model.head, cond.to(dtype), noise, settings.temperature, scale, segments)
         if use_cfg:
             rows = rows[: rows.shape[0] // 2]
         tokens = tokens.clone()

@@ -132,6 +132,7 @@ class MixedGuidance:
         self.scales, self.channels = scales, guided_channels
 
     def _combine(self, out: torch.Tensor, n: int) -> torch.Tensor:
+        out = out.to(self.scales.dtype)  # the sampler's dtype (bf16 autocast outputs come back to it)
         if self.guided_rows.numel() == 0:
             return out
         cond_out, un = out[:n], out[n:]
@@ -180,7 +181,8 @@ def advance(model: DJEPA, states: Sequence[ARState],
     mask = torch.stack([s.mask for s in rows])
     class_vec = torch.cat([_class_rows(model, states), model.null_vectors(len(guided))])
     enc, positions, valid = model.encode_ragged(tokens, mask, class_vec)
-    z = model.predict_ragged(enc, positions, valid)  # (n + g, L, Dd)
+    # (n + g, L, Dd); the head's state stays in the tokens' dtype also where autocast runs the network in bf16
+    z = model.predict_ragged(enc, positions, valid).to(tokens.dtype)
     uncond_row = {i: len(states) + k for k, i in enumerate(guided)}
 
     # what each request reveals at this step (as sample_tokens)

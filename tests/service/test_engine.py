@@ -11,7 +11,7 @@ from PIL import Image
 from djepa_core.checkpoint import save_generator
 from djepa_core.pipeline import ImageGenerator
 from djepa_core.presets import get_preset
-from service.config import EngineConfig
+from service.config import EngineConfig, VideoConfig
 from service.engine import TorchImageEngine, load_bundle
 from service.types import ImageItem
 
@@ -78,3 +78,25 @@ def test_bundle_sources(tmp_path: Path) -> None:
 def test_engine_config_is_strict() -> None:
     with pytest.raises(ValueError, match="chekpoint"):
         EngineConfig.from_dict({"chekpoint": "x"})
+
+
+def test_bf16_engine_serves_both_batching_paths(one_thread: None) -> None:
+    """precision: bf16 (djepa_core/fastpath.py) on the static path (generate) and the continuous one (advance)."""
+    e = TorchImageEngine.load(EngineConfig(preset="djepa-tiny", precision="bf16"))
+    assert e.generator.fast.precision == "bf16"
+    static = e.generate([item(3, 42)])[0][0]
+    assert Image.open(io.BytesIO(static.png)).size == (16, 16)
+    state = e.start(item(3, 42))
+    while not e.is_done(state):
+        (state,) = e.advance([state])
+    (stepped,) = e.outputs([item(3, 42)], [state])
+    assert Image.open(io.BytesIO(stepped.png)).size == (16, 16)
+
+
+def test_fast_path_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="engine: precision"):
+        EngineConfig(precision="fp8")
+    with pytest.raises(ValueError, match="engine: compile"):
+        EngineConfig.from_dict({"compile": "everything"})
+    with pytest.raises(ValueError, match="image models only"):
+        VideoConfig.from_dict({"engine": {"precision": "bf16"}})

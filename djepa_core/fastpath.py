@@ -1,0 +1,88 @@
+"""Opt-in fast paths for sampling, each kept because `djepa bench sampler` measured a gain
+(bench/RESULTS.md, "Fast paths"); the plain fp32 eager path stays the default and the reference.
+
+- `precision="bf16"`: bfloat16 autocast around the whole generation (CUDA and CPU alike). Weights stay
+  float32 and are cast once per generation (autocast caches the casts within one region); norms stay float32
+  (`LayerNorm32`, `RMSNorm32`); the sampler keeps its token state and the head's ODE / diffusion state in
+  float32, so only the network's matmuls and attention run in bfloat16. On a CPU with AVX512-BF16 the matmul
+  rate doubles; on GPUs bf16 is the usual serving precision. Quality is checked with `djepa eval
+  --precision bf16` against fp32 (the issue's rule: within 2% on the quality measures).
+- `compile`: `torch.compile` (dynamic shapes: the number of rows changes with every AR step) of the head's
+  per-step network (`head`), of the context encoder and the feature predictor (`backbone`), or of both (`all`).
+  The first generation pays the compilation (tens of seconds on CPU). Compiled functions are attached to the
+  model instance; the state dict, checkpoints and the parity paths are untouched.
+
+CUDA graphs for the head loop are not here: they need a GPU to measure and none was lent yet
+(bench/gpu_check.sh prints the figures that would decide it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # torch is imported where used: the CLI registers these options without loading it
+    import torch
+
+    from djepa_core.models.djepa import DJEPA
+
+Precision = Literal["fp32", "bf16"]
+CompileTarget = Literal["none", "head", "backbone", "all"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+COMPILE_TARGETS: tuple[str, ...] = ("none", "head", "backbone", "all")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    precision: Precision = "fp32"
+    compile: CompileTarget = "none"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in COMPILE_TARGETS:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_TARGETS)}, got {self.compile!r}")
+
+    @property
+    def plain(self) -> bool:
+        return self.precision == "fp32" and self.compile == "none"
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[object]:
+        """The precision context of one generation (a no-op for fp32)."""
+        import torch
+
+        if self.precision == "bf16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def describe(self) -> str:
+        return f"{self.precision}" + ("" if self.compile == "none" else f", compiled {self.compile}")
+
+
+def compile_model(model: DJEPA, target: CompileTarget) -> None:
+    """Attach `torch.compile`d versions of the head's step network and/or the backbone to `model` (in place)."""
+    import torch
+
+    if target in ("head", "all"):
+        head = model.head
+        head.forward_with_condition = torch.compile(  # type: ignore[method-assign]
+            head.forward_with_condition, dynamic=True)
+    if target in ("backbone", "all"):
+        model.encode = torch.compile(model.encode, dynamic=True)  # type: ignore[method-assign]
+        model.predict = torch.compile(model.predict, dynamic=True)  # type: ignore[method-assign]
+
+
+def add_fast_path_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--precision` and `--compile`, the same on every command that generates."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default, the reference arithmetic) or bf16 autocast (network matmuls in "
+                             "bfloat16, sampler state in float32)")
+    parser.add_argument("--compile", choices=COMPILE_TARGETS, default="none",
+                        help="torch.compile the head's step network, the backbone, or all (the first generation "
+                             "pays the compilation)")
+
+
+def fast_path_from_args(args: argparse.Namespace) -> FastPath:
+    return FastPath(precision=args.precision, compile=args.compile)
