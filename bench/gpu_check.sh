@@ -3,7 +3,8 @@
 #  1. the trainer: a short bf16 DDP training of djepa-b (212M parameters) under torchrun on synthetic latents;
 #  2. the trainer step alone (`djepa bench train`): images/s and MFU of djepa-b, bf16 autocast;
 #  3. the sampler (`djepa bench sampler`): djepa-b with guidance at 64 AR steps, batch 256 (goal < 20 ms/image;
-#     the paper: 43 ms/image on an H800), fp32 and bf16 weights, reference (100 DDPM steps) and fewer steps.
+#     the paper: 43 ms/image on an H800): fp32, bf16 autocast, bf16 + torch.compile, bf16 + compile with CUDA
+#     graphs (reduce-overhead), reference (100 DDPM steps) and fewer AR steps. SKIP_COMPILE=1 skips the compiles.
 # Steps 2-3 need only torch, numpy and safetensors; step 1 also pyyaml, pillow and tqdm: on a machine without
 # them and without internet, carry wheels (pip download --only-binary=:all: --python-version 3.12 pyyaml pillow
 # tqdm -d bench/wheels) and they are installed from there; SKIP_TRAIN=1 skips step 1.
@@ -54,8 +55,15 @@ fi
 DEV=$([ "$DEVICE" = auto ] && "$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" || echo "$DEVICE")
 echo "== trainer step alone (djepa bench train)"
 "$PY" -m djepa_core.cli bench train --preset "$PRESET" --batch "${TRAIN_BATCH:-64}" --steps 10 --warmup 3 --device "$DEV"
-echo "== sampler (djepa bench sampler)"
-for dtype in float32 bfloat16; do
-  "$PY" -m djepa_core.cli bench sampler --presets "$PRESET" --cases ref-64x100,ar16-x100 --cfg 3.0 \
-    --batch "${SAMPLE_BATCH:-256}" --repeats 2 --device "$DEV" --dtype "$dtype"
-done
+echo "== sampler (djepa bench sampler): plain fp32, then the fast paths of djepa_core/fastpath.py"
+SB=${SAMPLE_BATCH:-256}
+"$PY" -m djepa_core.cli bench sampler --presets "$PRESET" --cases ref-64x100,ar16-x100 --cfg 3.0 \
+  --batch "$SB" --repeats 2 --device "$DEV"
+"$PY" -m djepa_core.cli bench sampler --presets "$PRESET" --cases ref-64x100,ar16-x100 --cfg 3.0 \
+  --batch "$SB" --repeats 2 --device "$DEV" --precision bf16
+if [ "${SKIP_COMPILE:-0}" != 1 ]; then
+  for mode in default reduce-overhead; do   # reduce-overhead: CUDA graphs of the compiled head and backbone
+    "$PY" -m djepa_core.cli bench sampler --presets "$PRESET" --cases ref-64x100 --cfg 3.0 \
+      --batch "$SB" --repeats 2 --device "$DEV" --precision bf16 --compile all --compile-mode "$mode"
+  done
+fi

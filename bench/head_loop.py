@@ -23,7 +23,6 @@ from djepa_core.profiling.sampler import CASES, bench_case
 
 def main(preset: str, case: str, batch: int) -> None:
     torch.set_num_threads(1)
-    rate = matmul_rate(timer=time.process_time)
     gen = ImageGenerator.from_config(get_preset(preset))
     settings = gen.settings(cfg_scale=3.0, **CASES[case])
     bind = DenoisingMLP.bind
@@ -34,7 +33,8 @@ def main(preset: str, case: str, batch: int) -> None:
                     del DenoisingMLP.bind  # samplers then wrap the plain net(x, t, c) call
                 try:
                     s = dataclasses.replace(settings, reference_arithmetic=mode != "fast")
-                    r = bench_case(gen, preset, case, s, batch, 3, rate, time.process_time)
+                    r = bench_case(gen, preset, case, s, batch, 3, lambda: matmul_rate(timer=time.process_time),
+                                   time.process_time)
                 finally:
                     DenoisingMLP.bind = bind  # type: ignore[method-assign]
                 g = r.gflop_per_image

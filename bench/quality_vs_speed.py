@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from djepa_core.assets import default_image_checkpoint
 from djepa_core.checkpoint import load_generator
+from djepa_core.fastpath import FastPath
 from djepa_core.profiling.flops import matmul_rate
 from djepa_core.profiling.sampler import bench_case
 
@@ -64,17 +65,23 @@ def main() -> None:
     path = default_image_checkpoint()
     if path is None:
         raise SystemExit("this build ships no embedded image model")
-    gen = load_generator(path)
-    rate = matmul_rate(timer=time.process_time)
+    generators = {"fp32": load_generator(path), "bf16": load_generator(path).accelerate(FastPath("bf16"))}
     rows = []
     with torch.inference_mode():
         for report in args.reports:
             model = next(iter(json.loads(report.read_text())["models"].values()))
             s = model["settings"]
+            precision = "bf16" if model.get("fast_path", "fp32").startswith("bf16") else "fp32"
+            gen = generators[precision]
             settings = gen.settings(num_steps=s["num_steps"], head_steps=s["head_steps"], cfg_scale=s["cfg_scale"],
-                                    ode_method=s.get("ode_method"))
-            r = bench_case(gen, "djepa-digits", report.stem, settings, args.batch, 3, rate, time.process_time)
+                                    ode_method=s.get("ode_method"), time_shift=s.get("time_shift"))
+            r = bench_case(gen, "djepa-digits", report.stem, settings, args.batch, 3,
+                           lambda: matmul_rate(timer=time.process_time), time.process_time)
             label = f"{s['num_steps']} AR x {s['head_steps']} {s.get('ode_method', 'euler')}"
+            if s.get("time_shift") not in (None, 1.0):
+                label += f" shift {s['time_shift']:g}"
+            if precision != "fp32":
+                label += f" {precision}"
             rows.append((label, r.ms_per_image, model["frechet_ratio"], model["accuracy_ratio"]))
     rows.sort(key=lambda r: r[1])
     print("| setting (cfg from the model) | ms/image | Fréchet / floor | accuracy / real |")

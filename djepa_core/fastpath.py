@@ -12,8 +12,9 @@
   The first generation pays the compilation (tens of seconds on CPU). Compiled functions are attached to the
   model instance; the state dict, checkpoints and the parity paths are untouched.
 
-CUDA graphs for the head loop are not here: they need a GPU to measure and none was lent yet
-(bench/gpu_check.sh prints the figures that would decide it).
+- `compile_mode="reduce-overhead"`: the compiled functions replay CUDA graphs (GPU only; one graph per row
+  count of the head loop, recorded on first use). Not measured yet: no GPU has been lent to this project's
+  sessions; bench/gpu_check.sh prints the figures that decide whether it is kept.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # torch is imported where used: the CLI registers these options without loading it
     import torch
@@ -32,18 +33,23 @@ Precision = Literal["fp32", "bf16"]
 CompileTarget = Literal["none", "head", "backbone", "all"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 COMPILE_TARGETS: tuple[str, ...] = ("none", "head", "backbone", "all")
+# torch.compile modes: "reduce-overhead" replays CUDA graphs (GPU only: one graph per row count of the head loop)
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)
 class FastPath:
     precision: Precision = "fp32"
     compile: CompileTarget = "none"
+    compile_mode: str = "default"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.compile not in COMPILE_TARGETS:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_TARGETS)}, got {self.compile!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
 
     @property
     def plain(self) -> bool:
@@ -58,20 +64,25 @@ class FastPath:
         return contextlib.nullcontext()
 
     def describe(self) -> str:
-        return f"{self.precision}" + ("" if self.compile == "none" else f", compiled {self.compile}")
+        if self.compile == "none":
+            return self.precision
+        mode = "" if self.compile_mode == "default" else f" ({self.compile_mode})"
+        return f"{self.precision}, compiled {self.compile}{mode}"
 
 
-def compile_model(model: DJEPA, target: CompileTarget) -> None:
+def compile_model(model: DJEPA, target: CompileTarget, mode: str = "default") -> None:
     """Attach `torch.compile`d versions of the head's step network and/or the backbone to `model` (in place)."""
     import torch
 
+    def compiled(fn: Any) -> Any:
+        return torch.compile(fn, dynamic=True, mode=mode)
+
     if target in ("head", "all"):
         head = model.head
-        head.forward_with_condition = torch.compile(  # type: ignore[method-assign]
-            head.forward_with_condition, dynamic=True)
+        head.forward_with_condition = compiled(head.forward_with_condition)  # type: ignore[method-assign]
     if target in ("backbone", "all"):
-        model.encode = torch.compile(model.encode, dynamic=True)  # type: ignore[method-assign]
-        model.predict = torch.compile(model.predict, dynamic=True)  # type: ignore[method-assign]
+        model.encode = compiled(model.encode)  # type: ignore[method-assign]
+        model.predict = compiled(model.predict)  # type: ignore[method-assign]
 
 
 def add_fast_path_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +93,9 @@ def add_fast_path_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", choices=COMPILE_TARGETS, default="none",
                         help="torch.compile the head's step network, the backbone, or all (the first generation "
                              "pays the compilation)")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                        help="torch.compile mode of --compile (reduce-overhead: CUDA graphs, GPU only)")
 
 
 def fast_path_from_args(args: argparse.Namespace) -> FastPath:
-    return FastPath(precision=args.precision, compile=args.compile)
+    return FastPath(precision=args.precision, compile=args.compile, compile_mode=args.compile_mode)

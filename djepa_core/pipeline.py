@@ -72,7 +72,7 @@ class ImageGenerator:
         if fast.compile != "none":
             if self.fast.compile != "none":
                 raise ValueError("this generator is already compiled")
-            compile_model(self.model, fast.compile)
+            compile_model(self.model, fast.compile, fast.compile_mode)
         self.fast = fast
         return self
 

@@ -75,6 +75,13 @@ PRESETS: dict[str, GeneratorConfig] = {
         TokenizerConfig(kind="patches", image_size=64, channels=1, patch_size=4, scale=1.0),
         SamplingConfig(num_steps=64, cfg_scale=3.0, temperature=1.0, head_steps=100),
         name="djepa-m256", class_names=_DIGIT_NAMES),
+    # 64 tokens (8x8 grid, 32 px) at djepa-tiny's width, 64 AR steps of one token each: untrained, for the serving
+    # benchmark at the reference's step count (bench/RESULTS.md, issue 11)
+    "djepa-tiny64": GeneratorConfig(
+        _model(64, 2, 4, 2, 64, "flow", 10, (8, 8), 16, 16),
+        TokenizerConfig(kind="patches", image_size=32, channels=1, patch_size=4, scale=1.0),
+        SamplingConfig(num_steps=64, cfg_scale=2.0, temperature=1.0, head_steps=8),
+        name="djepa-tiny64", class_names=_DIGIT_NAMES),
     "djepa-tiny": GeneratorConfig(
         _model(64, 2, 4, 2, 64, "gauss", 10, (4, 4), 16, 8, diffusion_batch_mul=2),
         _digits_tokenizer(), SamplingConfig(num_steps=4, cfg_scale=2.0, temperature=1.0, head_steps=10),

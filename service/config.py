@@ -40,6 +40,7 @@ class EngineConfig:
     # opt-in fast paths (djepa_core/fastpath.py): "bf16" autocast; torch.compile of "head", "backbone" or "all"
     precision: str = "fp32"
     compile: str = "none"
+    compile_mode: str = "default"  # "reduce-overhead": CUDA graphs (GPU replicas)
     # service-wide sampling defaults over the model's own (None: the model's)
     num_steps: int | None = None
     cfg_scale: float | None = None
@@ -60,7 +61,8 @@ class EngineConfig:
             raise ValueError(f"engine: {e}") from None
 
     def fast_path(self) -> FastPath:
-        return FastPath(precision=self.precision, compile=self.compile)  # type: ignore[arg-type]
+        return FastPath(precision=self.precision, compile=self.compile,  # type: ignore[arg-type]
+                        compile_mode=self.compile_mode)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineConfig:

@@ -47,7 +47,7 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     settings = {"num_steps": args.steps, "cfg_scale": args.cfg, "temperature": args.temperature,
                 "head_steps": args.head_steps, "cfg_schedule": args.cfg_schedule, "ode_method": args.ode,
-                "diffusion_method": args.diffusion_method}
+                "diffusion_method": args.diffusion_method, "time_shift": args.time_shift}
     generators = [load_generator(c, device=args.device).accelerate(fast_path_from_args(args)) for _, c in runs]
     sizes = {g.config.tokenizer.image_size for g in generators}
     channels = {g.config.tokenizer.channels for g in generators}
@@ -90,6 +90,8 @@ def register(sub: Any) -> None:
     s.add_argument("--temperature", type=float)
     s.add_argument("--head-steps", type=int)
     s.add_argument("--ode", choices=["euler", "heun"], help="ODE solver of the flow head")
+    s.add_argument("--time-shift", type=float,
+                   help="flow head: shift s of the ODE time grid, t -> t / (t + s - s t) (default: the model's)")
     s.add_argument("--diffusion-method", choices=["ddpm", "ddim"], help="sampler of the Gaussian head")
     s.add_argument("--order", choices=["random", "frames"], help="video: generation order over space-time tokens")
     s.add_argument("--corpus", type=Path, help="speech: an LJSpeech-layout corpus (its held-out split is used)")

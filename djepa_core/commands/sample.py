@@ -54,6 +54,7 @@ def _sample(args: argparse.Namespace) -> int:
     labels = [c for c in classes for _ in range(args.per_class)]
     settings = gen.settings(num_steps=args.steps, cfg_scale=args.cfg, temperature=args.temperature,
                             head_steps=args.head_steps, cfg_schedule=args.cfg_schedule, ode_method=args.ode,
+                            time_shift=args.time_shift,
                             diffusion_method=args.diffusion_method)
     seeds = [args.seed + i for i in range(len(labels))]
     print(f"sampling {len(labels)} images ({len(classes)} classes x {args.per_class}) from {source}: "
@@ -90,6 +91,8 @@ def register(sub: Any) -> None:
     s.add_argument("--temperature", type=float, help="noise temperature of the Gaussian head")
     s.add_argument("--head-steps", type=int, help="denoising steps (respaced DDPM) or ODE grid points")
     s.add_argument("--ode", choices=["euler", "heun"], help="ODE solver of the flow head")
+    s.add_argument("--time-shift", type=float,
+                   help="flow head: shift s of the ODE time grid, t -> t / (t + s - s t) (default: the model's)")
     s.add_argument("--diffusion-method", choices=["ddpm", "ddim"],
                    help="sampler of the Gaussian head: ancestral DDPM (the reference) or DDIM (fewer steps)")
     s.add_argument("--seed", type=int, default=0, help="seed of the first image; image i uses seed+i")

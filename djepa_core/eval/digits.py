@@ -78,7 +78,7 @@ def evaluate_generator(generator: Any, reference: DigitsReference, per_class: in
         "samples": len(labels), "seed": seed, "sample_wall_s": round(wall, 2),
         "settings": {"num_steps": s.num_steps, "cfg_scale": s.cfg_scale, "cfg_schedule": s.cfg_schedule,
                      "temperature": s.temperature, "head_steps": s.head_steps, "ode_method": s.ode_method,
-                     "diffusion_method": s.diffusion_method},
+                     "diffusion_method": s.diffusion_method, "time_shift": s.time_shift},
         **row,
         "meets_targets": bool(row["accuracy_ratio"] >= TARGET_ACCURACY_RATIO
                               and row["frechet_ratio"] <= TARGET_FRECHET_RATIO),

@@ -48,6 +48,7 @@ class SampleSettings:
     temperature: float = 0.94
     head_steps: int | None = None  # respaced DDPM steps / ODE grid points (None: the model's)
     ode_method: Literal["euler", "heun"] = "euler"  # flow head
+    time_shift: float | None = None  # flow head: the ODE grid's shift t -> t / (t + s - s t) (None: the model's)
     diffusion_method: Literal["ddpm", "ddim"] = "ddpm"  # Gaussian head: ancestral DDPM (the reference) or DDIM
     ddim_eta: float = 0.0  # DDIM's noise scale (0: deterministic steps)
     # the reference's op-for-op arithmetic in the head loop (per-row time embeddings): bit-identical replays
@@ -66,6 +67,8 @@ class SampleSettings:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.diffusion_method not in ("ddpm", "ddim"):
             raise ValueError(f"diffusion_method must be 'ddpm' or 'ddim', got {self.diffusion_method!r}")
+        if self.time_shift is not None and (not math.isfinite(self.time_shift) or self.time_shift <= 0):
+            raise ValueError(f"time_shift must be a finite number > 0, got {self.time_shift}")
         if not math.isfinite(self.ddim_eta) or self.ddim_eta < 0:
             raise ValueError(f"ddim_eta must be a finite number >= 0, got {self.ddim_eta}")
         if self.cfg_schedule not in ("linear", "constant"):
@@ -101,7 +104,7 @@ def make_head_sampler(model: DJEPA, settings: SampleSettings) -> HeadSampler:
 
         return gauss
 
-    grid = flow_time_grid(steps, cfg.flow_time_shift)
+    grid = flow_time_grid(steps, settings.time_shift or cfg.flow_time_shift)
 
     def flow(net: Denoiser, cond: torch.Tensor, noise: NoiseSource, temperature: float | torch.Tensor,
              scale: float | torch.Tensor | None, segments: Sequence[int] | None) -> torch.Tensor:

@@ -65,7 +65,7 @@ class ARState:
 def head_key(settings: SampleSettings) -> tuple[object, ...]:
     """Settings that must be equal for rows to share one head sampler call."""
     return (settings.head_steps, settings.diffusion_method, settings.ddim_eta, settings.ode_method,
-            settings.reference_arithmetic)
+            settings.time_shift, settings.reference_arithmetic)
 
 
 def start(model: DJEPA, label: int | None, seed: int, settings: SampleSettings) -> ARState:

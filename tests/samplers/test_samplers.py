@@ -107,6 +107,15 @@ def test_heun_differs_from_euler(tiny_config: GeneratorConfig) -> None:
     assert torch.equal(euler, hot)
 
 
+def test_time_shift_moves_the_flow_grid(tiny_config: GeneratorConfig) -> None:
+    flow = _generator(tiny_config, "flow")
+    plain = flow.generate([1], seed=0, settings=flow.settings(head_steps=6))
+    same = flow.generate([1], seed=0, settings=flow.settings(head_steps=6, time_shift=1.0))  # the model's shift
+    shifted = flow.generate([1], seed=0, settings=flow.settings(head_steps=6, time_shift=3.0))
+    assert torch.equal(plain, same)
+    assert torch.isfinite(shifted).all() and not torch.allclose(plain, shifted)
+
+
 def test_invalid_labels(gen: ImageGenerator) -> None:
     with pytest.raises(ValueError, match="class ids"):
         gen.generate([gen.config.model.num_classes])
@@ -252,6 +261,8 @@ def test_per_sample_noise_checks_segments() -> None:
     {"cfg_scale": -1.0},
     {"head_steps": 1},
     {"cfg_schedule": "cosine"},
+    {"time_shift": 0.0},
+    {"time_shift": math.nan},
 ])
 def test_sample_settings_validation(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
