@@ -79,6 +79,30 @@ for _base in ("djepa-speech-xs", "djepa-speech-tiny"):
     SPEECH_PRESETS[f"{_base}-local"] = with_speech(SPEECH_PRESETS[_base], f"{_base}-local", local_text=True)
     SPEECH_PRESETS[f"{_base}-local-np"] = with_speech(SPEECH_PRESETS[_base], f"{_base}-local-np", local_text=True,
                                                       text_prefix=False)
+# local-only conditioning on the MEASURED alignment (espeak-ng word timings in training, a duration model at
+# sampling); sampled at flow temperature 0.01 (the initial noise scaled down: bench/train_speech.md, v3)
+for _base in ("djepa-speech-xs", "djepa-speech-tiny"):
+    _aligned = with_speech(SPEECH_PRESETS[_base], f"{_base}-aligned", local_text=True, text_prefix=False,
+                           alignment="measured")
+    SPEECH_PRESETS[f"{_base}-aligned"] = dataclasses.replace(
+        _aligned, sampling=dataclasses.replace(_aligned.sampling, temperature=0.01))
+
+
+class TemperedNoise:
+    """A noise source whose Gaussian draws are scaled by `temperature` (orders unchanged): the temperature of
+    a FLOW head, whose ODE is deterministic from its initial noise (the flow sampler itself takes no
+    temperature). Speech needs it: at temperature 1 every token is an independent draw from a broad
+    per-token distribution, which sounds like noise to a recognizer (bench/train_speech.md)."""
+
+    def __init__(self, inner: NoiseSource, temperature: float) -> None:
+        self.inner, self.temperature = inner, temperature
+
+    def normal(self, shape: tuple[int, ...], segments: Sequence[int] | None, *,
+               device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        return self.inner.normal(shape, segments, device=device, dtype=dtype) * self.temperature
+
+    def orders(self, batch: int, seq_len: int, device: torch.device) -> torch.Tensor:
+        return self.inner.orders(batch, seq_len, device)
 
 
 class SpeechGenerator:
@@ -159,7 +183,10 @@ class SpeechGenerator:
                 noise = PerSampleNoise(seeds, device="cpu")
             else:
                 noise = GeneratorNoise(seed=0 if seed is None else seed)
-        tokens = sample_speech_tokens(self.model, text, lengths, noise, settings or self.settings(), frames=frames)
+        settings = settings or self.settings()
+        if self.config.model.head == "flow" and settings.temperature != 1.0:
+            noise = TemperedNoise(noise, settings.temperature)  # (a Gaussian head applies it itself)
+        tokens = sample_speech_tokens(self.model, text, lengths, noise, settings, frames=frames)
         mel = self.tokenizer.tokens_to_mel(tokens)  # (B, 80, L k)
         out = []
         for i, n in enumerate(frames.tolist()):

@@ -1,11 +1,13 @@
 """A small, self-contained training loop for text-to-speech D-JEPA (smoke runs; CPU or one device).
 
 `python -m djepa_core.speech_train CORPUS --preset djepa-speech-s --steps 200 --out tts.safetensors`
-reads an LJSpeech-layout corpus (training split), computes mel tokens and symbol ids once, fits the
-length model by least squares, then runs AdamW (the reference's betas 0.9/0.95, weight decay 0.02,
-constant or cosine LR after a linear warm-up, grad clip 3.0) on `model.loss(SpeechBatch)` with an EMA copy as the
-JEPA target, and saves the EMA weights. Each batch is padded to its longest utterance (rounded up to 16
-token slots), not to the model's L, which saves compute on short batches. Until the main trainer
+reads an LJSpeech-layout corpus (training split), computes mel tokens and symbol ids once (and the measured
+frames per symbol when the corpus has `alignments.csv`), fits the length model by least squares (and, for the
+measured-alignment presets, the duration model on the measured durations), then runs AdamW (the reference's
+betas 0.9/0.95, weight decay 0.02, constant or cosine LR after a linear warm-up, grad clip 3.0) on
+`model.loss(SpeechBatch)` with an EMA copy as the JEPA target, and saves the EMA weights. Each batch is padded
+to its longest utterance (rounded up to 16 token slots), not to the model's L, which saves compute on short
+batches. Until the main trainer
 (djepa_core/trainers) takes speech batches, this is the way to train the speech model; `--checkpoint-every`
 writes the EMA generator and a resumable state as it goes.
 """
@@ -33,7 +35,10 @@ def load_examples(corpus: str | Path, config: TTSConfig, max_utterances: int | N
                   cache: Path | None = None) -> SpeechExamples:
     """The training split's features, from `cache` when it holds them (and written there otherwise)."""
     if cache is not None and cache.is_file() and max_utterances is None:
-        return SpeechExamples.load(cache, config.speech, config.model.seq_len)
+        ex = SpeechExamples.load(cache, config.speech, config.model.seq_len)
+        if all(d is None for d in ex.durations):  # a cache written before the corpus had alignments.csv
+            ex.attach_alignments(corpus)
+        return ex
     ds = LJSpeech(corpus, "train")
     if max_utterances is not None:
         ds.items = ds.items[:max_utterances]
@@ -45,12 +50,20 @@ def load_examples(corpus: str | Path, config: TTSConfig, max_utterances: int | N
     return ex
 
 
+def copy_fitted(model: TextToSpeechDJEPA, trained: TextToSpeechDJEPA) -> None:
+    """The separately fit parts (length model, duration model) of `model` into `trained` (the EMA copy)."""
+    trained.length_model.load_state_dict(model.length_model.state_dict())
+    if "duration_model" in model._modules:
+        trained.duration_model.load_state_dict(model.duration_model.state_dict())
+
+
 def train_speech(corpus: str | Path, preset: str | TTSConfig, steps: int, batch_size: int = 16, lr: float = 3e-4,
                  warmup: int = 100, ema_decay: float = 0.999, seed: int = 0, max_utterances: int | None = None,
                  log_every: int = 20, device: str = "cpu", cache: Path | None = None, decay: str = "constant",
                  min_lr: float = 0.1, checkpoint: Path | None = None, checkpoint_every: int = 0,
                  log: Callable[[str], None] | None = None,
-                 budget_seconds: float | None = None) -> tuple[SpeechGenerator, list[dict[str, float]]]:
+                 budget_seconds: float | None = None,
+                 duration_steps: int = 600) -> tuple[SpeechGenerator, list[dict[str, float]]]:
     """Train and return (the EMA generator, per-step history). `decay` "cosine" lowers the LR after the
     warm-up to `min_lr` x lr at the last step. With `budget_seconds`, training also stops once that much
     training time has passed, and the schedule's progress is the larger of the step and time fractions
@@ -63,6 +76,16 @@ def train_speech(corpus: str | Path, preset: str | TTSConfig, steps: int, batch_
     ex = load_examples(corpus, config, max_utterances, cache)
     err = gen.model.length_model.fit(ex.padded_text(), torch.tensor(ex.frames, dtype=torch.float))
     say(f"{len(ex)} utterances; length model: mean relative error {err:.3f} (training split)")
+    aligned = sum(d is not None for d in ex.durations)
+    if config.speech.alignment == "measured":
+        if aligned == 0:
+            raise ValueError(f"preset {config.name} trains on measured alignments, and {corpus} has none "
+                             "(alignments.csv: `djepa data speech` writes it, or data.espeak_align.align_corpus)")
+        ids, dur = ex.padded_durations()
+        t_fit = time.monotonic()
+        derr = gen.model.duration_model.fit(ids, dur, steps=duration_steps, seed=seed)
+        say(f"{aligned} utterances with measured durations; duration model: mean abs error {derr:.3f} frames "
+            f"per symbol ({time.monotonic() - t_fit:.0f} s)")
     model = gen.model.to(device).train()
     ema = EMA(model, ema_decay)
     target = ema.model
@@ -70,8 +93,8 @@ def train_speech(corpus: str | Path, preset: str | TTSConfig, steps: int, batch_
     decay_params: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
-        if name.startswith("length_model."):
-            p.requires_grad_(False)  # fit in closed form above
+        if name.startswith(("length_model.", "duration_model.")):
+            p.requires_grad_(False)  # fit above (closed form; the duration model's own regression)
             continue
         (no_decay if p.dim() < 2 or "emb" in name or "buffer" in name or "pos_embed" in name
          or name in ("fake_latent", "mask_token") else decay_params).append(p)
@@ -95,7 +118,7 @@ def train_speech(corpus: str | Path, preset: str | TTSConfig, steps: int, batch_
         assert checkpoint is not None and state_path is not None
         trained = copy.deepcopy(ema.model).eval()
         assert isinstance(trained, TextToSpeechDJEPA)
-        trained.length_model.load_state_dict(model.length_model.state_dict())
+        copy_fitted(model, trained)
         save_speech_generator(checkpoint, SpeechGenerator(config, trained.to("cpu")),
                               {"steps": str(step)})
         tmp = state_path.with_name(state_path.name + ".tmp")
@@ -140,7 +163,7 @@ def train_speech(corpus: str | Path, preset: str | TTSConfig, steps: int, batch_
         save(end)
     trained = copy.deepcopy(ema.model).eval()
     assert isinstance(trained, TextToSpeechDJEPA)
-    trained.length_model.load_state_dict(model.length_model.state_dict())
+    copy_fitted(model, trained)
     return SpeechGenerator(config, trained), history
 
 
@@ -161,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="write --out (and its .state.pt, to resume) every N steps")
     p.add_argument("--budget-seconds", type=float, help="stop after this much training time (see train_speech)")
+    p.add_argument("--duration-steps", type=int, default=600,
+                   help="measured-alignment presets: Adam steps fitting the duration model before training")
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
@@ -170,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     _gen, _ = train_speech(args.corpus, args.preset, args.steps, args.batch_size, args.lr, args.warmup, args.ema,
                           args.seed, args.max_utterances, device=args.device, cache=args.cache, decay=args.decay,
                           min_lr=args.min_lr, checkpoint=args.out, checkpoint_every=args.checkpoint_every,
-                           log_every=args.log_every, budget_seconds=args.budget_seconds)
+                           log_every=args.log_every, budget_seconds=args.budget_seconds,
+                           duration_steps=args.duration_steps)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

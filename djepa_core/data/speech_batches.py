@@ -4,6 +4,10 @@ Each utterance becomes (tokens [n_i, k*80] float16, symbol ids [t_i], mel frames
 the model's `max_tokens` slots or `max_text` symbols are left out (counted in `skipped`). A batch pads
 tokens with silence to `max_tokens` (or fewer slots, at least its longest row) and ids with 0; `lengths`
 are the speech tokens per row.
+Measured alignment: when the corpus has `alignments.csv` (espeak-ng's word timings, `data/espeak_align.py`)
+and the symbols are characters, each aligned utterance also gets its mel frames per symbol (`durations`,
+float, summing to its frames); a batch carries them when all its rows have them (else None: the model
+falls back to its predicted or proportional durations).
 Memory: about 2 bytes x 320 channels x 86 tokens per second of audio (~55 kB/s).
 """
 
@@ -14,9 +18,24 @@ from pathlib import Path
 
 import torch
 
-from djepa_core.data.ljspeech import LJSpeech
+from djepa_core.data.espeak_align import Alignment, char_durations, read_alignments
+from djepa_core.data.ljspeech import LJSpeech, read_metadata
 from djepa_core.models.tts import SpeechBatch, SpeechConfig
 from djepa_core.text import text_to_ids
+
+
+def measured_durations(text: str, ids: Sequence[int], alignment: Alignment, frames: int,
+                       frames_per_ms: float) -> torch.Tensor | None:
+    """Mel frames per symbol [len(ids)] (float, summing to `frames`) of a character-symbol utterance from its
+    word timings; None when the ids are not the text's characters one to one or the timings do not fit."""
+    if len(ids) != len(text) or frames < 1:
+        return None
+    try:
+        ms = char_durations(text, alignment.words, frames / frames_per_ms)
+    except ValueError:
+        return None
+    d = torch.tensor(ms, dtype=torch.float32) * frames_per_ms
+    return d * (frames / d.sum().clamp(min=1e-6))
 
 
 class SpeechExamples:
@@ -28,6 +47,7 @@ class SpeechExamples:
         self.ids: list[torch.Tensor] = []
         self.frames: list[int] = []
         self.uids: list[str] = []
+        self.durations: list[torch.Tensor | None] = []
         self.skipped = 0
         for i in range(len(dataset)):
             audio, text = dataset[i]
@@ -41,14 +61,31 @@ class SpeechExamples:
             self.ids.append(torch.tensor(ids, dtype=torch.long))
             self.frames.append(frames)
             self.uids.append(dataset.items[i].id)
+            self.durations.append(None)
             if progress is not None:
                 progress(i + 1, len(dataset))
         if not self.tokens:
             raise ValueError(f"no utterance of {dataset.root} fits {max_tokens} tokens and {speech.max_text} symbols")
+        self.attach_alignments(dataset.root)
+
+    def attach_alignments(self, root: str | Path) -> int:
+        """Measured durations from `root/alignments.csv` for the utterances it aligns (character symbols only;
+        a corpus without the file changes nothing); returns how many utterances have them."""
+        aligned = read_alignments(root)
+        if aligned and self.speech.symbols == "characters":
+            cfg = self.speech.tokenizer().cfg
+            frames_per_ms = cfg.sample_rate / cfg.hop / 1000.0
+            spoken = {u.id: u.normalized for u in read_metadata(root)}  # what espeak-ng spoke, character for character
+            for i, uid in enumerate(self.uids):
+                if uid in aligned and uid in spoken:
+                    self.durations[i] = measured_durations(spoken[uid], self.ids[i].tolist(), aligned[uid],
+                                                           self.frames[i], frames_per_ms)
+        return sum(d is not None for d in self.durations)
 
     def save(self, path: str | Path) -> None:
         """The computed features in one torch file (a cache for repeated training runs)."""
         torch.save({"tokens": self.tokens, "ids": self.ids, "frames": self.frames, "uids": self.uids,
+                    "durations": [torch.empty(0) if d is None else d for d in self.durations],
                     "skipped": self.skipped, "max_tokens": self.max_tokens, "speech": self.speech.to_dict()}, path)
 
     @classmethod
@@ -63,6 +100,8 @@ class SpeechExamples:
         ex.speech, ex.max_tokens = speech, max_tokens
         ex.tokens, ex.ids, ex.frames = list(data["tokens"]), list(data["ids"]), list(data["frames"])
         ex.uids, ex.skipped = list(data["uids"]), int(data["skipped"])
+        saved_d = data.get("durations") or [torch.empty(0)] * len(ex.tokens)  # caches written before alignments
+        ex.durations = [d if d.numel() else None for d in saved_d]
         return ex
 
     def __len__(self) -> int:
@@ -82,13 +121,32 @@ class SpeechExamples:
         text = torch.zeros(b, t, dtype=torch.long)
         lengths = torch.zeros(b, dtype=torch.long)
         frames = torch.zeros(b, dtype=torch.long)
+        measured = all(self.durations[i] is not None for i in indices)
+        durations = torch.zeros(b, t) if measured else None
         for row, i in enumerate(indices):
             n = self.tokens[i].shape[0]
             tokens[row, :n] = self.tokens[i].float()
             text[row, : len(self.ids[i])] = self.ids[i]
             lengths[row] = n
             frames[row] = self.frames[i]
-        return SpeechBatch(tokens.to(device), lengths.to(device), text.to(device), frames=frames.to(device))
+            d = self.durations[i]
+            if durations is not None and d is not None:
+                durations[row, : d.numel()] = d
+        return SpeechBatch(tokens.to(device), lengths.to(device), text.to(device), frames=frames.to(device),
+                           durations=None if durations is None else durations.to(device))
+
+    def padded_durations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids [M, T], measured frames per symbol [M, T]) of the M utterances that have durations (0-padded)."""
+        rows = [i for i, d in enumerate(self.durations) if d is not None]
+        t = max((len(self.ids[i]) for i in rows), default=1)
+        ids = torch.zeros(len(rows), t, dtype=torch.long)
+        dur = torch.zeros(len(rows), t)
+        for r, i in enumerate(rows):
+            d = self.durations[i]
+            assert d is not None
+            ids[r, : len(self.ids[i])] = self.ids[i]
+            dur[r, : d.numel()] = d
+        return ids, dur
 
     def padded_text(self) -> torch.Tensor:
         """Every utterance's ids [N, max_len] (0-padded): the length model's inputs."""

@@ -37,6 +37,16 @@ learned exactly as fast per step with and without them, and 2.2x faster per seco
 192 prefix rows were most of the sequence. The default voice uses local conditioning without the text
 prefix; the prefix-only and prefix + local variants stay available and tested.
 
+Measured alignment (`SpeechConfig.alignment="measured"`). The proportional alignment places mid-sentence
+symbols several slots off (the per-symbol durations of a linear length model ignore context and pauses),
+so the model learns rhythm but hardly which symbol makes which spectrum. An espeak-ng corpus knows better:
+its `alignments.csv` (`data/espeak_align.py`) holds each word's measured start and end, from which every
+character gets its frames (a word's letters share its span, spaces and punctuation the pause after it, the
+final punctuation the closing pause). Training places the text by these MEASURED durations (`SpeechBatch.
+durations`); sampling by the `DurationModel`'s (a two-layer conv net over symbol embeddings, fit on the
+measured durations before training and frozen), stretched to the length model's frame count as before,
+so `speed` and the utterance length keep their meaning. No tail: the pauses belong to symbols.
+
 Variable lengths without attention masks: mel tokens past an utterance's end are silence, never
 masked and never in the loss, so the known length conditions the generation once they are visible. The
 encoder drops masked tokens and needs the same count per row: every row drops as many slots as a
@@ -53,7 +63,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -63,6 +73,8 @@ from djepa_core.models.djepa import DJEPA, LossOutput
 from djepa_core.models.masking import truncated_normal_ratio
 from djepa_core.text.symbols import SymbolKind, symbol_set
 from djepa_core.tokenizers.audio import LOG_FLOOR, MelTokenizer
+
+Alignment = Literal["proportional", "measured"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class SpeechConfig:
     text_prefix: bool = True  # the prefix holds one row per symbol (False: only the num_buffer rows)
     local_kernel: int = 9  # symbols each side seen by a slot's local condition: local_kernel // 2
     local_tail: float = 0.5  # fraction of the length model's bias placed after the last symbol (the rest spread)
+    alignment: Alignment = "proportional"  # local condition's durations: the length model's, or "measured"
 
     def __post_init__(self) -> None:
         symbol_set(self.symbols)  # validates the name
@@ -95,6 +108,10 @@ class SpeechConfig:
             raise ValueError(f"local_tail must be in [0, 1], got {self.local_tail}")
         if self.local_kernel < 1 or self.local_kernel % 2 == 0:
             raise ValueError(f"local_kernel must be odd and >= 1, got {self.local_kernel}")
+        if self.alignment not in ("proportional", "measured"):
+            raise ValueError(f"alignment must be 'proportional' or 'measured', got {self.alignment!r}")
+        if self.alignment == "measured" and not self.local_text:
+            raise ValueError("a measured alignment conditions the local text: it needs local_text=True")
 
     @property
     def prefix_len(self) -> int:
@@ -135,6 +152,7 @@ class SpeechBatch:
     text: torch.Tensor  # (B, T) int64 symbol ids, 0-padded, T <= max_text
     speakers: torch.Tensor | None = None  # (B,) int64, None: speaker 0
     frames: torch.Tensor | None = None  # (B,) mel frames per row (the local alignment's span); None: lengths * k
+    durations: torch.Tensor | None = None  # (B, T) measured mel frames per symbol (0 at padding); None: predicted
 
 
 class LengthModel(nn.Module):
@@ -167,6 +185,55 @@ class LengthModel(nn.Module):
         self.bias.copy_(sol[-1].float())
         pred = self(text)
         return float(((pred - frames.float()).abs() / frames.float()).mean())
+
+
+class DurationModel(nn.Module):
+    """Mel frames per symbol from the text around it, for the measured alignment (`alignment="measured"`):
+    symbol embedding -> two convolutions (kernel 5, ReLU) -> log(1 + frames). Fit (`fit`) on the corpus's
+    measured durations before the main training and frozen there; at sampling its durations are stretched
+    to the length model's (speed-scaled) frame count, so `speed` and the utterance's length stay the length
+    model's."""
+
+    def __init__(self, vocab_size: int, width: int = 64, kernel: int = 5) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, width, padding_idx=0)
+        self.conv1 = nn.Conv1d(width, width, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(width, width, kernel, padding=kernel // 2)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        """Ids [B, T] -> predicted frames per symbol [B, T] (> 0 at real symbols, 0 at padding)."""
+        real = (text != 0)[:, None].to(self.emb.weight.dtype)
+        x = self.emb(text).transpose(1, 2) * real
+        x = torch.relu(self.conv1(x)) * real
+        x = torch.relu(self.conv2(x)) * real
+        log_d = self.out(x.transpose(1, 2))[..., 0]
+        return torch.expm1(log_d.clamp(min=-10.0, max=10.0)).clamp(min=0.0) * real[:, 0]
+
+    def fit(self, text: torch.Tensor, durations: torch.Tensor, steps: int = 600, batch_size: int = 128,
+            lr: float = 3e-3, seed: int = 0) -> float:
+        """Adam on the squared error of log(1 + frames) at real symbols (`text` [N, T] ids, `durations`
+        [N, T] measured frames); returns the mean absolute error in frames per symbol on all N rows."""
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        target = torch.log1p(durations.float().clamp(min=0))
+        real = (text != 0).float()
+        was_training = self.training
+        self.train()
+        with torch.enable_grad():
+            for step in range(steps):
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+                idx = torch.randint(0, text.shape[0], (min(batch_size, text.shape[0]),), generator=g)
+                pred = torch.log1p(self(text[idx]))
+                loss = (((pred - target[idx]) ** 2) * real[idx]).sum() / real[idx].sum().clamp(min=1)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.train(was_training)
+        with torch.no_grad():
+            err = ((self(text) - durations.float()).abs() * real).sum() / real.sum().clamp(min=1)
+        return float(err)
 
 
 def proportional_alignment(durations: torch.Tensor, frames: torch.Tensor, slots: int,
@@ -220,6 +287,8 @@ class TextToSpeechDJEPA(DJEPA):
         d = config.encoder_dim
         self.text_emb = nn.Embedding(speech.vocab_size, d)
         self.length_model = LengthModel(speech.vocab_size)
+        if speech.alignment == "measured":
+            self.duration_model = DurationModel(speech.vocab_size)
         nn.init.normal_(self.text_emb.weight, std=0.02)  # as the class table
         if speech.local_text:
             self.local_emb = nn.Embedding(speech.vocab_size, d)
@@ -245,6 +314,9 @@ class TextToSpeechDJEPA(DJEPA):
             nn.init.zeros_(self.length_model.bias)
         if "local_emb" in self._modules:
             self._reset_local()
+        if "duration_model" in self._modules:
+            for m in self.duration_model.children():
+                m.reset_parameters()  # type: ignore[operator]
 
     def text_prefix(self, text: torch.Tensor, speakers: torch.Tensor | None = None) -> torch.Tensor:
         """Symbol ids [B, T <= max_text] -> prefix rows [B, P, D] (buffer + symbol + speaker embeddings)."""
@@ -259,19 +331,36 @@ class TextToSpeechDJEPA(DJEPA):
         rows = torch.cat([emb.new_zeros(b, self.speech.num_buffer, emb.shape[-1]), emb], dim=1)
         return rows + self.buffer + self.class_vectors(spk)[:, None]
 
-    def local_condition(self, text: torch.Tensor, frames: torch.Tensor, slots: int) -> torch.Tensor | None:
+    def symbol_durations(self, text: torch.Tensor, measured: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+        """(durations [B, T] > 0 at real symbols, 0 at padding; tail frames) that `local_condition` stretches
+        over an utterance. `alignment="measured"`: `measured` [B, T] when given (training on an aligned
+        corpus), else the duration model's; no tail (the final pause is the last symbols'). Otherwise the
+        length model's per-symbol durations with `local_tail` of its bias as the tail."""
+        real = text != 0
+        zero = torch.zeros((), device=text.device)
+        if self.speech.alignment == "measured":
+            if measured is None:
+                with torch.no_grad():
+                    measured = self.duration_model(text)
+            d = measured.to(text.device).float()[:, : text.shape[1]].clamp(min=0)
+            return torch.where(real, d + 0.01, zero), 0.0  # zero-length symbols (spaces without a pause) kept last
+        dur = self.length_model.durations.detach().clamp(min=0)
+        floor = dur.mean().clamp(min=1e-3) * 0.05  # every real symbol keeps some time
+        tail = float(self.length_model.bias.detach().clamp(min=0)) * self.speech.local_tail
+        return torch.where(real, dur[text] + floor, zero), tail
+
+    def local_condition(self, text: torch.Tensor, frames: torch.Tensor, slots: int,
+                        durations: torch.Tensor | None = None) -> torch.Tensor | None:
         """Per-slot text condition [B, L', D] (None without `local_text`): conv(local_emb(text)) taken at the
-        symbol each slot speaks under `proportional_alignment` of the length model's durations over `frames`
-        [B] mel frames, plus a projection of the phase within that symbol. Zero for rows of the empty text
-        (the guidance's null condition) and for slots past the row's frames."""
+        symbol each slot speaks under `proportional_alignment` of `symbol_durations` (the measured ones
+        `durations` [B, T] when given) over `frames` [B] mel frames, plus a projection of the phase within
+        that symbol. Zero for rows of the empty text (the guidance's null condition) and for slots past the
+        row's frames."""
         if not self.speech.local_text:
             return None
         real = text != 0
-        dur = self.length_model.durations.detach().clamp(min=0)
-        floor = dur.mean().clamp(min=1e-3) * 0.05  # every real symbol keeps some time
-        durations = torch.where(real, dur[text] + floor, torch.zeros((), device=text.device))
-        tail = float(self.length_model.bias.detach().clamp(min=0)) * self.speech.local_tail
-        idx, phase = proportional_alignment(durations, frames, slots, self.speech.frames_per_token, tail)
+        sym, tail = self.symbol_durations(text, durations)
+        idx, phase = proportional_alignment(sym, frames, slots, self.speech.frames_per_token, tail)
         feats = self.local_conv(self.local_emb(text * real).transpose(1, 2)).transpose(1, 2)  # (B, T, D)
         local = feats.gather(1, idx[..., None].expand(-1, -1, feats.shape[-1]))
         local = local + self.local_phase(torch.stack([phase, 1 - phase], dim=-1))
@@ -280,10 +369,11 @@ class TextToSpeechDJEPA(DJEPA):
         keep = inside & real.any(1, keepdim=True)
         return local * keep[..., None].to(local.dtype)
 
-    def condition(self, text: torch.Tensor, frames: torch.Tensor, slots: int,
-                  speakers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(prefix rows [B, P, D], local condition [B, L', D] or None) of symbol ids [B, T] spanning `frames`."""
-        return self.text_prefix(text, speakers), self.local_condition(text, frames, slots)
+    def condition(self, text: torch.Tensor, frames: torch.Tensor, slots: int, speakers: torch.Tensor | None = None,
+                  durations: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prefix rows [B, P, D], local condition [B, L', D] or None) of symbol ids [B, T] spanning `frames`
+        (`durations`: measured frames per symbol, used by `alignment="measured"` models)."""
+        return self.text_prefix(text, speakers), self.local_condition(text, frames, slots, durations)
 
     def encode(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor,
                local: torch.Tensor | None = None) -> torch.Tensor:
@@ -328,7 +418,8 @@ class TextToSpeechDJEPA(DJEPA):
 
     @torch.no_grad()
     def speech_target_features(self, tokens: torch.Tensor, text: torch.Tensor, speakers: torch.Tensor | None,
-                               frames: torch.Tensor | None = None) -> torch.Tensor:
+                               frames: torch.Tensor | None = None,
+                               durations: torch.Tensor | None = None) -> torch.Tensor:
         """This model as the JEPA target: all tokens visible, eval mode, prefix dropped -> [B, L, D]."""
         was_training = self.training
         self.eval()
@@ -337,7 +428,7 @@ class TextToSpeechDJEPA(DJEPA):
             if frames is None:
                 frames = torch.full((tokens.shape[0],), tokens.shape[1] * self.speech.frames_per_token,
                                     device=tokens.device)
-            prefix, local = self.condition(text, frames, tokens.shape[1], speakers)
+            prefix, local = self.condition(text, frames, tokens.shape[1], speakers, durations)
             out = self.encode(tokens, mask, prefix, local)
         finally:
             self.train(was_training)
@@ -367,7 +458,7 @@ class TextToSpeechDJEPA(DJEPA):
             cond_text = text * keep[:, None].long()
         frames = batch.frames if batch.frames is not None else lengths * self.speech.frames_per_token
         frames = frames.to(tokens.device)
-        prefix, local = self.condition(cond_text, frames, length, batch.speakers)
+        prefix, local = self.condition(cond_text, frames, length, batch.speakers, batch.durations)
         z = self(tokens, drop, prefix, local)  # (B, L, Dd)
 
         k = cfg.diffusion_batch_mul
@@ -377,7 +468,7 @@ class TextToSpeechDJEPA(DJEPA):
         denoise = self.diffloss.loss(rows_target, rows_z, rows_mask, generator)
         if self.jepaloss is not None and cfg.jepa_weight > 0:
             tgt_model = target if isinstance(target, TextToSpeechDJEPA) else self
-            tgt = tgt_model.speech_target_features(tokens, cond_text, batch.speakers, frames)
+            tgt = tgt_model.speech_target_features(tokens, cond_text, batch.speakers, frames, batch.durations)
             jepa = self.jepaloss(z, tgt, masked.float())
         else:
             jepa = torch.zeros((), device=tokens.device)
