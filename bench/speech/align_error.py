@@ -8,7 +8,7 @@ from djepa_core.data.espeak_align import read_alignments
 from djepa_core.data.ljspeech import LJSpeech
 from djepa_core.data.speech_batches import measured_durations
 from djepa_core.data.speech_corpus import normalize  # noqa: F401
-from djepa_core.models.tts import proportional_alignment
+from djepa_core.models.durations import proportional_alignment
 from djepa_core.speech_pipeline import load_speech_generator
 from djepa_core.text import text_to_ids
 

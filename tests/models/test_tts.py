@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from djepa_core.models.djepa import DJEPA
-from djepa_core.models.tts import LengthModel, SpeechBatch, TextToSpeechDJEPA, equalize_drop
+from djepa_core.models.durations import LengthModel
+from djepa_core.models.tts import SpeechBatch, TextToSpeechDJEPA, equalize_drop
 from djepa_core.samplers.noise import PerSampleNoise
 from djepa_core.samplers.speech import sample_speech_tokens
 from djepa_core.speech_pipeline import (

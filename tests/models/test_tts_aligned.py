@@ -6,13 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from djepa_core.models.tts import (
-    DurationModel,
-    SpeechBatch,
-    SpeechConfig,
-    TextToSpeechDJEPA,
-    proportional_alignment,
-)
+from djepa_core.models.durations import DurationModel, proportional_alignment
+from djepa_core.models.tts import SpeechBatch, SpeechConfig, TextToSpeechDJEPA
 from djepa_core.speech_pipeline import SPEECH_PRESETS, SpeechGenerator, load_speech_generator, save_speech_generator
 
 ALIGNED = SPEECH_PRESETS["djepa-speech-tiny-aligned"]

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from djepa_core.models.tts import SpeechConfig, TextToSpeechDJEPA, proportional_alignment
+from djepa_core.models.durations import proportional_alignment
+from djepa_core.models.tts import SpeechConfig, TextToSpeechDJEPA
 from djepa_core.samplers.noise import PerSampleNoise
 from djepa_core.samplers.speech import sample_speech_tokens
 from djepa_core.speech_pipeline import SPEECH_PRESETS, SpeechGenerator, with_speech
