@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -73,6 +74,8 @@ class ImageGenerator:
             if self.fast.compile != "none":
                 raise ValueError("this generator is already compiled")
             compile_model(self.model, fast.compile, fast.compile_mode)
+        elif self.fast.compile != "none":  # a compiled model stays compiled: only the precision changes
+            fast = dataclasses.replace(fast, compile=self.fast.compile, compile_mode=self.fast.compile_mode)
         self.fast = fast
         return self
 

@@ -57,6 +57,7 @@ def test_compiled_head_and_backbone_match_the_eager_path(one_thread: None) -> No
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="already compiled"):
         compiled.accelerate(FastPath(compile="head"))
+    assert compiled.accelerate(FastPath("bf16")).fast == FastPath("bf16", "all")  # stays compiled
 
 
 def test_sample_cli_takes_precision(tmp_path: Path, one_thread: None) -> None:
