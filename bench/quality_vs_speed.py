@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from djepa_core.assets import default_image_checkpoint
 from djepa_core.checkpoint import load_generator
 from djepa_core.fastpath import FastPath
+from djepa_core.pipeline import ImageGenerator
 from djepa_core.profiling.flops import matmul_rate
 from djepa_core.profiling.sampler import bench_case
 
@@ -65,13 +66,16 @@ def main() -> None:
     path = default_image_checkpoint()
     if path is None:
         raise SystemExit("this build ships no embedded image model")
-    generators = {"fp32": load_generator(path), "bf16": load_generator(path).accelerate(FastPath("bf16"))}
+    generators: dict[str, ImageGenerator] = {}
     rows = []
     with torch.inference_mode():
         for report in args.reports:
             model = next(iter(json.loads(report.read_text())["models"].values()))
             s = model["settings"]
-            precision = "bf16" if model.get("fast_path", "fp32").startswith("bf16") else "fp32"
+            bf16 = model.get("fast_path", "fp32").startswith("bf16")
+            precision = "bf16" if bf16 else "fp32"
+            if precision not in generators:  # loaded once, and only for the precisions the reports ask for
+                generators[precision] = load_generator(path).accelerate(FastPath("bf16" if bf16 else "fp32"))
             gen = generators[precision]
             settings = gen.settings(num_steps=s["num_steps"], head_steps=s["head_steps"], cfg_scale=s["cfg_scale"],
                                     ode_method=s.get("ode_method"), time_shift=s.get("time_shift"))

@@ -61,9 +61,17 @@ def test_compiled_head_and_backbone_match_the_eager_path(one_thread: None) -> No
 
 
 def test_sample_cli_takes_precision(tmp_path: Path, one_thread: None) -> None:
-    out = tmp_path / "bf16.png"
-    rc = main(["sample", "--preset", "djepa-tiny", "--classes", "1", "--per-class", "2", "--seed", "0",
-               "--precision", "bf16", "--out", str(out)])
-    assert rc == 0
-    img = np.asarray(Image.open(out))
-    assert img.size > 0
+    grids = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.png"
+        rc = main(["sample", "--preset", "djepa-tiny", "--classes", "1", "--per-class", "2", "--seed", "0",
+                   "--precision", precision, "--out", str(out)])
+        assert rc == 0
+        grids[precision] = np.asarray(Image.open(out)).astype(np.int16)
+    assert grids["bf16"].shape == grids["fp32"].shape
+    assert np.abs(grids["bf16"] - grids["fp32"]).mean() < 8  # same seeds: the same images up to bf16 rounding
+
+
+def test_eval_refuses_image_only_options_for_other_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "video", "--precision", "bf16"]) == 2
+    assert "--precision apply to the digits (image) evaluation only" in capsys.readouterr().err

@@ -18,6 +18,13 @@ from djepa_core.fastpath import add_fast_path_arguments
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
+    if args.target != "digits":
+        given = {"--precision": args.precision != "fp32", "--compile": args.compile != "none",
+                 "--time-shift": args.time_shift is not None}
+        image_only = [flag for flag, on in given.items() if on]
+        if image_only:
+            print(f"error: {', '.join(image_only)} apply to the digits (image) evaluation only", file=sys.stderr)
+            return 2
     if args.target == "video":
         from djepa_core.eval.video_cli import run_video_eval
 
