@@ -128,13 +128,28 @@ async def poisson_load(url: str, rate: float, seconds: float, mode: str, seed: i
     return Level(mode, 0, len(latencies), errors, elapsed, latencies)
 
 
-def generator_options(mode: str, batch: int, wait: float) -> dict[str, dict[str, object]]:
-    """deploy/serve.yaml-style options of the image generator for a benchmark mode."""
+def generator_options(mode: str, batch: int, wait: float,
+                      replica_env: dict[str, str] | None = None) -> dict[str, dict[str, object]]:
+    """deploy/serve.yaml-style options of the image generator for a benchmark mode; `replica_env`: env vars of
+    the replica's process (over service.deployments.REPLICA_ENV)."""
     user: dict[str, object] = {"max_batch_size": 1 if mode == "unbatched" else batch, "batch_wait_timeout_s": wait}
     if mode == "continuous":
         user.update({"batching": "continuous", "max_in_flight": batch, "max_waiting": 1024})
-    return {"ImageGenerator": {"max_ongoing_requests": max(64, 2 * batch) + (1024 if mode == "continuous" else 0),
-                               "max_queued_requests": 1024, "user_config": user}}
+    options: dict[str, object] = {
+        "max_ongoing_requests": max(64, 2 * batch) + (1024 if mode == "continuous" else 0),
+        "max_queued_requests": 1024, "user_config": user}
+    if replica_env:
+        options["ray_actor_options"] = {"runtime_env": {"env_vars": dict(replica_env)}}
+    return {"ImageGenerator": options}
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """`KEY=VALUE,KEY=VALUE` -> dict (argparse type of --replica-env)."""
+    pairs = [p for p in text.split(",") if p.strip()]
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs, got {bad}")
+    return dict(p.strip().split("=", 1) for p in pairs)
 
 
 def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
@@ -151,7 +166,8 @@ def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
         local = ray_local.start_serve(access_log=False)
         for mode in args.modes.split(","):
             serve.run(build_app(AppConfig(engine=engine_cfg, request_timeout_s=600),
-                                generator_options(mode, args.batch, args.wait)), name="bench", route_prefix="/")
+                                generator_options(mode, args.batch, args.wait, args.replica_env)), name="bench",
+                      route_prefix="/")
             asyncio.run(closed_loop(local.url, 2, 2.0, 4, "warm-up"))
             for i, rate in enumerate(rates):
                 level = asyncio.run(poisson_load(local.url, rate, args.seconds, mode, 1000 + i, body))
@@ -167,7 +183,9 @@ def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
     finally:
         ray_local.shutdown()
     modes = args.modes.split(",")
-    lines = [f"model `{model}`, torch threads {args.threads}, {args.num_cpus} Ray CPUs; static: max_batch_size "
+    env = args.replica_env or "the service's"
+    lines = [f"model `{model}`, torch threads {args.threads}, {args.num_cpus} Ray CPUs, replica env {env}; "
+             f"static: max_batch_size "
              f"{args.batch}, wait {args.wait}s; continuous: max_in_flight {args.batch}; num_steps "
              f"{args.num_steps or 'default'}; {args.seconds:g}s of Poisson arrivals per rate", "",
              "| rate req/s | " + " | ".join(f"{m} img/s | p50 s | p99 s" for m in modes) + " |",
@@ -198,6 +216,9 @@ def main() -> int:
     p.add_argument("--max-requests", type=int, default=400, help="request budget per level")
     p.add_argument("--batch", type=int, default=32, help="max_batch_size with batching on, and the engine's batch")
     p.add_argument("--wait", type=float, default=0.25, help="batch_wait_timeout_s with batching on")
+    p.add_argument("--replica-env", type=parse_env, default={}, metavar="KEY=VALUE,...",
+                   help="env vars of the generator replica's process, over the service's own (e.g. "
+                        "MALLOC_ARENA_MAX=16, glibc's default on 2 cores, against the service's 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the engine (service and baseline)")
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--modes", default="batched,unbatched", help="which service modes to sweep")

@@ -35,6 +35,13 @@ GENERATOR = "ImageGenerator"
 INGRESS = "Ingress"
 DEFAULT_BATCH = BatchConfig()
 
+# Environment of every generator replica's process, set at its start (glibc reads it only then). The engine's
+# work runs in worker threads (`asyncio.to_thread`: the batch path and the step loop), and glibc gives each
+# thread its own malloc arena, whose heaps it shrinks and regrows between steps: in-process, 32 images of
+# djepa-tiny64 took 550k page faults and 4.7-5.0 s of CPU in a worker thread against 3.6-3.8 s on the main
+# thread; with one arena 3.4-3.6 s and no faults in either (bench/RESULTS.md, "One malloc arena").
+REPLICA_ENV = {"MALLOC_ARENA_MAX": "1"}
+
 
 @serve.deployment(name=GENERATOR, ray_actor_options={"num_cpus": 0.5, "num_gpus": 0},
                   max_ongoing_requests=2 * DEFAULT_BATCH.max_batch_size, max_queued_requests=256,
@@ -191,25 +198,38 @@ class IngressDeployment:
         yield answer
 
 
+def replica_options(deployment: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` for a generator `deployment` with REPLICA_ENV in its actor's runtime_env: an options entry's
+    `ray_actor_options` replaces the decorator's whole dict, so they are merged here (the entry's values win,
+    and so do env vars it sets itself)."""
+    actor = {**(deployment.ray_actor_options or {}), **(options.get("ray_actor_options") or {})}
+    runtime_env = dict(actor.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**REPLICA_ENV, **(runtime_env.get("env_vars") or {})}
+    return {**options, "ray_actor_options": {**actor, "runtime_env": runtime_env}}
+
+
 def build_app(config: AppConfig, options: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
     """The application: generator + ingress, each with `options[name]` (deploy/serve.yaml's
-    `deployments:` entries) applied."""
+    `deployments:` entries) applied; every generator replica gets REPLICA_ENV."""
     opts = {k: {kk: vv for kk, vv in v.items() if kk != "name"} for k, v in (options or {}).items()}
     generator_cls: Any = ImageGeneratorDeployment  # a serve.Deployment (mypy sees the class)
     ingress_cls: Any = IngressDeployment
-    generator = generator_cls.options(**opts.get(GENERATOR, {})).bind(config.engine.to_dict())
+    generator = generator_cls.options(**replica_options(generator_cls, opts.get(GENERATOR, {}))).bind(
+        config.engine.to_dict())
     video = None
     if config.video is not None:  # the video generator (POST /v1/videos, GenerateVideo)
         from service.video_deployment import VIDEO_GENERATOR, VideoGeneratorDeployment
 
         video_cls: Any = VideoGeneratorDeployment
-        video = video_cls.options(**opts.get(VIDEO_GENERATOR, {})).bind(dataclasses.asdict(config.video))
+        video = video_cls.options(**replica_options(video_cls, opts.get(VIDEO_GENERATOR, {}))).bind(
+            dataclasses.asdict(config.video))
     speech = None
     if config.speech is not None:  # the speech generator (POST /v1/speech, /v1/audio/speech, GenerateSpeech)
         from service.speech_deployment import SPEECH_GENERATOR, SpeechGeneratorDeployment
 
         speech_cls: Any = SpeechGeneratorDeployment
-        speech = speech_cls.options(**opts.get(SPEECH_GENERATOR, {})).bind(dataclasses.asdict(config.speech))
+        speech = speech_cls.options(**replica_options(speech_cls, opts.get(SPEECH_GENERATOR, {}))).bind(
+            dataclasses.asdict(config.speech))
     return ingress_cls.options(**opts.get(INGRESS, {})).bind(generator, config.to_dict(), video, speech)
 
 

@@ -163,11 +163,43 @@ def _class_rows(model: DJEPA, states: Sequence[ARState]) -> torch.Tensor:
     return torch.cat(rows)
 
 
+def _plans(states: Sequence[ARState], length: int) -> tuple[torch.Tensor, torch.Tensor, list[object]]:
+    """What each request reveals at this step (as `sample_tokens`): (mask_next [n, L], to_pred [n, L] bool,
+    guidance scale per request: None when unguided). Requests at the same step of the same schedule share
+    one mask computation and one scale."""
+    n = len(states)
+    mask_next = torch.empty(n, length, dtype=states[0].mask.dtype, device=states[0].mask.device)
+    masks = torch.stack([s.mask for s in states]).bool()
+    remaining = masks.sum(dim=1).tolist()
+    by_len: dict[int, list[int]] = {}
+    scales: list[object] = []
+    scale_cache: dict[tuple[object, ...], object] = {}
+    for i, s in enumerate(states):
+        mask_len = mask_len_at(s.step, s.settings.num_steps, length, int(remaining[i]))
+        by_len.setdefault(mask_len, []).append(i)
+        if s.guided:
+            key = (s.settings.cfg_schedule, s.settings.cfg_scale, mask_len)
+            if key not in scale_cache:
+                scale_cache[key] = cfg_scale_at(s.settings.cfg_schedule, s.settings.cfg_scale, length, mask_len)
+            scales.append(scale_cache[key])
+        else:
+            scales.append(None)
+    for mask_len, members in by_len.items():
+        idx = torch.tensor(members, device=mask_next.device)
+        mask_next[idx] = mask_from_orders(torch.stack([states[i].orders for i in members]), mask_len).to(
+            mask_next.dtype)
+    last = torch.tensor([s.step >= s.settings.num_steps - 1 for s in states], device=masks.device)
+    to_pred = torch.where(last[:, None], masks, torch.logical_xor(masks, mask_next.bool()))
+    return mask_next, to_pred, scales
+
+
 @torch.no_grad()
 def advance(model: DJEPA, states: Sequence[ARState],
             samplers: dict[tuple[object, ...], HeadSampler] | None = None) -> list[ARState]:
     """One AR step for every state (none may be done), in one backbone forward; the next states, in order.
 
+    Rows that all show the same number of tokens (requests in lockstep: the common case at saturation) take
+    the dense `encode` / `predict` of `sample_tokens`; rows at different steps the ragged ones.
     `samplers`: a cache of head samplers by `head_key` (filled here), to build each one once."""
     if not states:
         return []
@@ -175,27 +207,23 @@ def advance(model: DJEPA, states: Sequence[ARState],
         raise ValueError("advance got a finished state")
     cfg = model.config
     length = cfg.seq_len
+    n = len(states)
     guided = [i for i, s in enumerate(states) if s.guided]
     rows = [*states, *(states[i] for i in guided)]
     tokens = torch.stack([s.tokens for s in rows])
     mask = torch.stack([s.mask for s in rows])
     class_vec = torch.cat([_class_rows(model, states), model.null_vectors(len(guided))])
-    enc, positions, valid = model.encode_ragged(tokens, mask, class_vec)
+    visible = mask.sum(dim=1)
+    if bool((visible == visible[0]).all()):  # same count everywhere: no padding needed
+        z = model.predict(model.encode(tokens, mask, class_vec), mask)
+    else:
+        enc, positions, valid = model.encode_ragged(tokens, mask, class_vec)
+        z = model.predict_ragged(enc, positions, valid)
     # (n + g, L, Dd); the head's state stays in the tokens' dtype also where autocast runs the network in bf16
-    z = model.predict_ragged(enc, positions, valid).to(tokens.dtype)
-    uncond_row = {i: len(states) + k for k, i in enumerate(guided)}
-
-    # what each request reveals at this step (as sample_tokens)
-    plans = []
-    for s in states:
-        k = s.settings.num_steps
-        remaining = int(s.mask.sum())
-        mask_len = mask_len_at(s.step, k, length, remaining)
-        mask_next = mask_from_orders(s.orders[None], mask_len)[0]
-        last = s.step >= k - 1
-        to_pred = s.mask.bool() if last else torch.logical_xor(s.mask.bool(), mask_next.bool())
-        scale = cfg_scale_at(s.settings.cfg_schedule, s.settings.cfg_scale, length, mask_len) if s.guided else None
-        plans.append((mask_next, to_pred, scale))
+    z = z.to(tokens.dtype)
+    uncond_row = {i: n + k for k, i in enumerate(guided)}
+    mask_next, to_pred, scales = _plans(states, length)
+    counts_all = to_pred.sum(dim=1).tolist()
 
     new_rows: dict[int, torch.Tensor] = {}
     groups: dict[tuple[object, ...], list[int]] = {}
@@ -205,37 +233,42 @@ def advance(model: DJEPA, states: Sequence[ARState],
     for key, members in groups.items():
         if key not in cache:
             cache[key] = make_head_sampler(model, states[members[0]].settings)
-        counts = [int(plans[i][1].sum()) for i in members]
-        cond = torch.cat([z[i][plans[i][1]] for i in members])
-        uncond_parts, guided_idx, scale_parts, offset = [], [], [], 0
-        for i, p in zip(members, counts, strict=True):
-            if states[i].guided:
-                uncond_parts.append(z[uncond_row[i]][plans[i][1]])
-                guided_idx.append(torch.arange(offset, offset + p))
-                scale = plans[i][2]
-                scale_parts.append(torch.as_tensor(scale, dtype=torch.float32).reshape(1, 1).expand(p, 1))
-            offset += p
+        counts = [int(counts_all[i]) for i in members]
+        idx = torch.tensor(members, device=z.device)
+        cond = z[idx][to_pred[idx]]  # each member's predicted slots, in member then position order
+        g_members = [i for i in members if states[i].guided]
         dev = cond.device
-        net = MixedGuidance(
-            model.head, torch.cat(uncond_parts) if uncond_parts else cond[:0],
-            torch.cat(guided_idx).to(dev) if guided_idx else torch.zeros(0, dtype=torch.long, device=dev),
-            torch.cat(scale_parts).to(dev, cond.dtype) if scale_parts else cond.new_zeros(0, 1),
-            cfg.token_dim)
+        if g_members:
+            g_idx = torch.tensor(g_members, device=z.device)
+            uncond = z[torch.tensor([uncond_row[i] for i in g_members], device=z.device)][to_pred[g_idx]]
+            offsets = [0]
+            for p in counts[:-1]:
+                offsets.append(offsets[-1] + p)
+            guided_idx = torch.cat([torch.arange(offsets[k], offsets[k] + counts[k])
+                                    for k, i in enumerate(members) if states[i].guided]).to(dev)
+            g_counts = torch.tensor([counts_all[i] for i in g_members])
+            scale = torch.stack([torch.as_tensor(scales[i], dtype=torch.float32).reshape(()) for i in g_members])
+            scale_rows = scale.repeat_interleave(g_counts).reshape(-1, 1).to(dev, cond.dtype)
+        else:
+            uncond = cond[:0]
+            guided_idx = torch.zeros(0, dtype=torch.long, device=dev)
+            scale_rows = cond.new_zeros(0, 1)
+        net = MixedGuidance(model.head, uncond, guided_idx, scale_rows, cfg.token_dim)
         noise = StepNoise([states[i].generator for i in members], [states[i].guided for i in members])
-        temperature = torch.cat([torch.full((p, 1), states[i].settings.temperature, dtype=cond.dtype)
-                                 for i, p in zip(members, counts, strict=True)]).to(dev)
+        temps = torch.tensor([states[i].settings.temperature for i in members], dtype=cond.dtype)
+        temperature = temps.repeat_interleave(torch.tensor(counts)).reshape(-1, 1).to(dev)
         out = cache[key](net, cond, noise, temperature, None, counts)
         for i, part in zip(members, out.split(counts), strict=True):
             new_rows[i] = part
 
+    new_tokens = tokens[:n].clone()
+    new_tokens[to_pred] = torch.cat([new_rows[i] for i in range(n)]).to(new_tokens.dtype)
+    left = mask_next.sum(dim=1).tolist()
     result = []
     for i, s in enumerate(states):
-        mask_next, to_pred, _ = plans[i]
-        tokens_i = s.tokens.clone()
-        tokens_i[to_pred] = new_rows[i].to(tokens_i.dtype)
         step = s.step + 1
-        done = step >= s.settings.num_steps or int(mask_next.sum()) == 0
-        result.append(dataclasses.replace(s, mask=mask_next, tokens=tokens_i, step=step, done=done))
+        done = step >= s.settings.num_steps or int(left[i]) == 0
+        result.append(dataclasses.replace(s, mask=mask_next[i], tokens=new_tokens[i], step=step, done=done))
     return result
 
 

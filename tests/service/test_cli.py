@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,29 @@ def test_the_deploy_file_is_read() -> None:
     assert gen["max_ongoing_requests"] >= gen["user_config"]["max_batch_size"]
     assert gen["ray_actor_options"]["num_cpus"] < 1 and "max_queued_requests" in gen
     assert plan.config.engine.checkpoint is None and plan.config.max_images_per_request == 16
+
+
+def test_every_generator_replica_gets_one_malloc_arena() -> None:
+    """deploy/serve.yaml says it for `serve deploy` (where Serve applies the file's options itself), and
+    build_app's merge keeps it under any options entry that replaces the decorator's ray_actor_options."""
+    with warnings.catch_warnings():  # Ray Serve's first import warns of its own pydantic use
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from service.deployments import REPLICA_ENV, ImageGeneratorDeployment, replica_options
+    plan = load_plan(CONFIG)
+    generators = [name for name in plan.options if name.endswith("Generator")]
+    assert sorted(generators) == ["ImageGenerator", "SpeechGenerator", "VideoGenerator"]
+    for name in generators:
+        assert plan.options[name]["ray_actor_options"]["runtime_env"]["env_vars"] == REPLICA_ENV
+    deployment: object = ImageGeneratorDeployment
+    merged = replica_options(deployment, {"ray_actor_options": {"num_gpus": 1}, "max_ongoing_requests": 8})
+    assert merged["max_ongoing_requests"] == 8
+    assert merged["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 1,
+                                           "runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "1"}}}
+    own = {"ray_actor_options": {"runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "16", "X": "y"},
+                                                 "pip": ["z"]}}}
+    assert replica_options(deployment, own)["ray_actor_options"]["runtime_env"] == {
+        "env_vars": {"MALLOC_ARENA_MAX": "16", "X": "y"}, "pip": ["z"]}
+    assert replica_options(deployment, {})["ray_actor_options"]["num_cpus"] == 0.5
 
 
 def test_command_line_overrides(tmp_path: Path) -> None:
