@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import torch
@@ -143,6 +144,17 @@ def generator_options(mode: str, batch: int, wait: float,
     return {"ImageGenerator": options}
 
 
+def replica_work(before: dict[str, Any], after: dict[str, Any], level: Level) -> str:
+    """The generator replica's side of a run, from its `work_stats` before and after: process CPU seconds per
+    image, the fraction of the run's time its engine was busy, and (continuous) the mean images per step."""
+    images = max(1, level.requests)
+    text = (f"replica {(after['cpu_s'] - before['cpu_s']) / images * 1000:.0f} ms CPU/image, engine busy "
+            f"{(after['busy_s'] - before['busy_s']) / level.seconds:.0%}")
+    if "steps" in after and after["steps"] > before["steps"]:
+        text += f", {(after['rows'] - before['rows']) / (after['steps'] - before['steps']):.1f} images/step"
+    return text
+
+
 def parse_env(text: str) -> dict[str, str]:
     """`KEY=VALUE,KEY=VALUE` -> dict (argparse type of --replica-env)."""
     pairs = [p for p in text.split(",") if p.strip()]
@@ -161,6 +173,7 @@ def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
     body: dict[str, object] = {} if args.num_steps is None else {"num_steps": args.num_steps}
     results: dict[tuple[str, float], Level] = {}
     saturation: dict[str, Level] = {}
+    work: dict[str, str] = {}
     ray_local.start_ray(num_cpus=args.num_cpus)
     try:
         local = ray_local.start_serve(access_log=False)
@@ -175,10 +188,14 @@ def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
                 print(f"{mode:10s} rate {rate:5.2f}/s: {level.throughput:6.2f} img/s  p50 {level.pct(50):.3f}s  "
                       f"p99 {level.pct(99):.3f}s  ({level.requests} ok, {level.errors} errors)", flush=True)
             if args.saturation > 0:
+                replica = serve.get_deployment_handle("ImageGenerator", app_name="bench")
+                before = replica.work_stats.remote().result()
                 level = asyncio.run(closed_loop(local.url, args.saturation, args.seconds, 100000, mode, body))
+                after = replica.work_stats.remote().result()
                 saturation[mode] = level
+                work[mode] = replica_work(before, after, level)
                 print(f"{mode:10s} saturation C={args.saturation}: {level.throughput:6.2f} img/s  "
-                      f"p50 {level.pct(50):.3f}s  p99 {level.pct(99):.3f}s", flush=True)
+                      f"p50 {level.pct(50):.3f}s  p99 {level.pct(99):.3f}s  {work[mode]}", flush=True)
         model = serve.get_deployment_handle("ImageGenerator", app_name="bench").info.remote().result().id
     finally:
         ray_local.shutdown()
@@ -198,7 +215,7 @@ def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
         lines.append("| " + " | ".join(row) + " |")
     if saturation:
         lines += ["", f"saturation (closed loop, {args.saturation} clients): " + ", ".join(
-            f"{m} {r.throughput:.2f} img/s (p99 {r.pct(99):.2f}s)" for m, r in saturation.items())]
+            f"{m} {r.throughput:.2f} img/s (p99 {r.pct(99):.2f}s; {work[m]})" for m, r in saturation.items())]
     lines.append(f"\nerrors: {sum(r.errors for r in [*results.values(), *saturation.values()])}")
     table = "\n".join(lines) + "\n"
     print(table)
@@ -217,8 +234,8 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=32, help="max_batch_size with batching on, and the engine's batch")
     p.add_argument("--wait", type=float, default=0.25, help="batch_wait_timeout_s with batching on")
     p.add_argument("--replica-env", type=parse_env, default={}, metavar="KEY=VALUE,...",
-                   help="env vars of the generator replica's process, over the service's own (e.g. "
-                        "MALLOC_ARENA_MAX=16, glibc's default on 2 cores, against the service's 1)")
+                   help="env vars of the generator replica's process, over the service's own "
+                        "(service.deployments.REPLICA_ENV), e.g. MALLOC_ARENA_MAX=16")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the engine (service and baseline)")
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--modes", default="batched,unbatched", help="which service modes to sweep")

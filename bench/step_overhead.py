@@ -6,8 +6,9 @@ The same N images three ways, each in the main thread and in a worker thread (th
 thread, bookkeeping on the event loop). Reported per way: CPU seconds of this process (median of `--rounds`
 interleaved rounds, so the other core's work disturbs them less than wall time) and minor page faults.
 
-    MALLOC_ARENA_MAX=16 .venv/bin/python bench/step_overhead.py --preset djepa-tiny64   # glibc's default on 2 cores
-    MALLOC_ARENA_MAX=1 .venv/bin/python bench/step_overhead.py --preset djepa-tiny64    # the service's replicas
+    .venv/bin/python bench/step_overhead.py --preset djepa-tiny64          # glibc's malloc defaults
+    env MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \
+        .venv/bin/python bench/step_overhead.py --preset djepa-tiny64      # the service replicas' (REPLICA_ENV)
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def main() -> int:
         for name, fn in ways.items():
             runs[name].append(fn())
         print(f"round {r + 1}: " + ", ".join(f"{v[-1][0]:.2f}" for v in runs.values()), flush=True)
-    arena = os.environ.get("MALLOC_ARENA_MAX", "glibc default")
-    print(f"\n{engine.info.id}, {args.images} images x {d['num_steps']} AR steps, MALLOC_ARENA_MAX={arena}, "
+    malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")} or "glibc defaults"
+    print(f"\n{engine.info.id}, {args.images} images x {d['num_steps']} AR steps, malloc env {malloc}, "
           f"median of {args.rounds} rounds\n\n| way | CPU s | page faults |\n|---|---:|---:|")
     for name, values in runs.items():
         print(f"| {name} | {statistics.median(v[0] for v in values):.2f} | "

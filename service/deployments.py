@@ -35,12 +35,12 @@ GENERATOR = "ImageGenerator"
 INGRESS = "Ingress"
 DEFAULT_BATCH = BatchConfig()
 
-# Environment of every generator replica's process, set at its start (glibc reads it only then). The engine's
-# work runs in worker threads (`asyncio.to_thread`: the batch path and the step loop), and glibc gives each
-# thread its own malloc arena, whose heaps it shrinks and regrows between steps: in-process, 32 images of
-# djepa-tiny64 took 550k page faults and 4.7-5.0 s of CPU in a worker thread against 3.6-3.8 s on the main
-# thread; with one arena 3.4-3.6 s and no faults in either (bench/RESULTS.md, "One malloc arena").
-REPLICA_ENV = {"MALLOC_ARENA_MAX": "1"}
+# Environment of every generator replica's process, set at its start (glibc reads it only then): one malloc arena,
+# and fixed mmap/trim thresholds so that glibc stops handing the heap back to the kernel between steps and faulting
+# it in again. With glibc's defaults 32 images of djepa-tiny64 took 320k-610k page faults and 4.4-5.4 s of CPU in
+# whichever thread ran them (the replica's are `asyncio.to_thread` workers); with these, under 4k faults and
+# 3.35 s (bench/step_overhead.py; bench/RESULTS.md "Page faults"). Tensors over 32 MB are still mmap-ed.
+REPLICA_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
 @serve.deployment(name=GENERATOR, ray_actor_options={"num_cpus": 0.5, "num_gpus": 0},
@@ -58,6 +58,14 @@ class ImageGeneratorDeployment(GeneratorReplica):
         image = cast(TorchImageEngine | None, self._engine)
         self.scheduler = StepScheduler(image, self.batch.max_in_flight, self.batch.max_waiting,
                                        on_drop=self._on_drop) if image is not None else None
+
+    async def work_stats(self) -> dict[str, Any]:
+        """The base's, with the step scheduler's steps, image-steps (`rows`) and step seconds added to `busy_s`."""
+        stats = await super().work_stats()
+        if self.scheduler is not None:
+            stats.update(steps=self.scheduler.steps, rows=self.scheduler.rows,
+                         busy_s=stats["busy_s"] + self.scheduler.busy_s)
+        return stats
 
     def _on_drop(self, reason: str, started: bool) -> None:
         """The scheduler dropped an image unfinished: counted with the batch path's skips when unstarted."""

@@ -85,6 +85,7 @@ class GeneratorReplica:
     def __init__(self, load: Callable[[], Engine], batch: BatchConfig, name: str | None = None) -> None:
         self.batch = batch
         self.skipped: collections.Counter[str] = collections.Counter()  # items dropped unstarted, by reason
+        self.busy_s = 0.0  # wall seconds of engine calls (the batch path; the step scheduler counts its own)
         # the same count on Ray's metrics port (summed over replicas by Prometheus): work never started
         self._skipped_metric = ray_metrics.Counter(
             "djepa_skipped_items_total", description="Items dropped by the generator before their batch "
@@ -129,8 +130,10 @@ class GeneratorReplica:
         return self.batch
 
     async def work_stats(self) -> dict[str, Any]:
-        """This replica's process id and the items it dropped unstarted, by reason."""
-        return {"pid": os.getpid(), "skipped": dict(self.skipped)}
+        """This replica's process id, the items it dropped unstarted (by reason), its process CPU seconds and
+        the wall seconds its engine calls took (`busy_s`; counters since start: a benchmark takes differences)."""
+        return {"pid": os.getpid(), "skipped": dict(self.skipped), "cpu_s": time.process_time(),
+                "busy_s": self.busy_s}
 
     def refuse(self, item: Any) -> ServiceError | None:
         """Why this item will not be generated, judged before it queues (none by default)."""
@@ -174,6 +177,7 @@ class GeneratorReplica:
         for e in live:
             e.started = True
         results = await asyncio.to_thread(self.engine.generate, [e.item for e in live]) if live else []
+        self.busy_s += time.perf_counter() - start
         done = {id(e): answer(out, dataclasses.replace(stats, queue_wait_s=max(0.0, start - e.arrived)))
                 for (out, stats), e in zip(results, live, strict=True)}
         return [done.get(id(e), LATE) for e in entries]

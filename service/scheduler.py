@@ -91,6 +91,8 @@ class StepScheduler:
         self.waiting: deque[_Job] = deque()
         self.active: list[_Job] = []
         self.steps = 0  # steps run (one backbone forward each)
+        self.rows = 0  # image-steps run (the sum of every step's images)
+        self.busy_s = 0.0  # wall seconds of the steps (worker thread)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -193,6 +195,7 @@ class StepScheduler:
                     await self._wake.wait()
                 continue
             jobs = list(self.active)
+            started = time.perf_counter()
             try:
                 results = await asyncio.to_thread(self._step, jobs)
             except Exception as e:  # the step failed as a whole: every image in it fails with the cause
@@ -202,6 +205,8 @@ class StepScheduler:
                     self.active.remove(job)
                 continue
             self.steps += 1
+            self.rows += len(jobs)
+            self.busy_s += time.perf_counter() - started
             for job, result in zip(jobs, results, strict=True):
                 self._deliver(job, result, len(jobs))
 

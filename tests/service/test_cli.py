@@ -22,7 +22,7 @@ def test_the_deploy_file_is_read() -> None:
     assert plan.config.engine.checkpoint is None and plan.config.max_images_per_request == 16
 
 
-def test_every_generator_replica_gets_one_malloc_arena() -> None:
+def test_every_generator_replica_gets_the_malloc_settings() -> None:
     """deploy/serve.yaml says it for `serve deploy` (where Serve applies the file's options itself), and
     build_app's merge keeps it under any options entry that replaces the decorator's ray_actor_options."""
     with warnings.catch_warnings():  # Ray Serve's first import warns of its own pydantic use
@@ -36,12 +36,12 @@ def test_every_generator_replica_gets_one_malloc_arena() -> None:
     deployment: object = ImageGeneratorDeployment
     merged = replica_options(deployment, {"ray_actor_options": {"num_gpus": 1}, "max_ongoing_requests": 8})
     assert merged["max_ongoing_requests"] == 8
-    assert merged["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 1,
-                                           "runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "1"}}}
+    assert merged["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 1, "runtime_env": {"env_vars": REPLICA_ENV}}
+    assert REPLICA_ENV["MALLOC_ARENA_MAX"] == "1" and int(REPLICA_ENV["MALLOC_TRIM_THRESHOLD_"]) >= 1 << 30
     own = {"ray_actor_options": {"runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "16", "X": "y"},
                                                  "pip": ["z"]}}}
     assert replica_options(deployment, own)["ray_actor_options"]["runtime_env"] == {
-        "env_vars": {"MALLOC_ARENA_MAX": "16", "X": "y"}, "pip": ["z"]}
+        "env_vars": {**REPLICA_ENV, "MALLOC_ARENA_MAX": "16", "X": "y"}, "pip": ["z"]}
     assert replica_options(deployment, {})["ray_actor_options"]["num_cpus"] == 0.5
 
 

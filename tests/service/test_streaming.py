@@ -9,6 +9,7 @@ import io
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -140,6 +141,24 @@ def test_continuous_batching_answers_the_same_images(served: Served, continuous_
             pb.GenerateImagesRequest(class_id=7, n=3, seed=41, num_steps=5, cfg_scale=1.5),
             metadata=(("application", CONTINUOUS),), timeout=60)
     assert [base64.b64encode(i.png).decode() for i in answer.images] == [d["b64_json"] for d in static.json()["data"]]
+
+
+def test_the_continuous_replica_reports_its_work_and_runs_with_the_malloc_settings(continuous_url: str) -> None:
+    from ray import serve
+
+    from service.deployments import REPLICA_ENV
+
+    replica = serve.get_deployment_handle("ImageGenerator", app_name=CONTINUOUS)
+    before = replica.work_stats.remote().result(timeout_s=60)
+    body = {"class_id": 2, "n": 2, "seed": 5, "num_steps": 4}
+    assert httpx.post(continuous_url + "/v1/images", json=body, timeout=60).status_code == 200
+    after = replica.work_stats.remote().result(timeout_s=60)
+    assert after["steps"] - before["steps"] >= 4 and after["rows"] - before["rows"] == 2 * 4  # 2 images x 4 steps
+    assert after["busy_s"] > before["busy_s"] and after["cpu_s"] > before["cpu_s"]
+    # set when the replica's process started (glibc reads them only then), not later in Python
+    environ = dict(line.split(b"=", 1) for line in Path(f"/proc/{after['pid']}/environ").read_bytes().split(b"\0")
+                   if b"=" in line)
+    assert {k: environ.get(k.encode(), b"").decode() for k in REPLICA_ENV} == REPLICA_ENV
 
 
 def test_continuous_batching_bounds_what_a_replica_holds(continuous_url: str) -> None:
