@@ -150,6 +150,8 @@ def replica_work(before: dict[str, Any], after: dict[str, Any], level: Level) ->
     images = max(1, level.requests)
     text = (f"replica {(after['cpu_s'] - before['cpu_s']) / images * 1000:.0f} ms CPU/image, engine busy "
             f"{(after['busy_s'] - before['busy_s']) / level.seconds:.0%}")
+    text += (f", {(after['context_switches'] - before['context_switches']) / images:.0f} context switches/image, "
+             f"{after['threads']} threads")
     if "steps" in after and after["steps"] > before["steps"]:
         text += f", {(after['rows'] - before['rows']) / (after['steps'] - before['steps']):.1f} images/step"
     return text

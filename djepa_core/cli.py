@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 import djepa_core.commands
+from djepa_core.allocator import tune_malloc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_malloc()  # no page faults per sampler step (djepa_core/allocator.py); DJEPA_MALLOC=default skips it
     args = build_parser().parse_args(argv)
     if not hasattr(args, "func"):
         print(f"error: command {args.command!r} is unavailable (missing optional dependencies)", file=sys.stderr)

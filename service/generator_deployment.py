@@ -18,6 +18,8 @@ import collections
 import dataclasses
 import logging
 import os
+import resource
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -131,9 +133,12 @@ class GeneratorReplica:
 
     async def work_stats(self) -> dict[str, Any]:
         """This replica's process id, the items it dropped unstarted (by reason), its process CPU seconds and
-        the wall seconds its engine calls took (`busy_s`; counters since start: a benchmark takes differences)."""
+        the wall seconds its engine calls took (`busy_s`), its context switches (counters since start: a benchmark
+        takes differences) and its Python threads now."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         return {"pid": os.getpid(), "skipped": dict(self.skipped), "cpu_s": time.process_time(),
-                "busy_s": self.busy_s}
+                "busy_s": self.busy_s, "context_switches": usage.ru_nvcsw + usage.ru_nivcsw,
+                "threads": threading.active_count()}
 
     def refuse(self, item: Any) -> ServiceError | None:
         """Why this item will not be generated, judged before it queues (none by default)."""
