@@ -86,6 +86,13 @@ for _base in ("djepa-speech-xs", "djepa-speech-tiny"):
                            alignment="measured")
     SPEECH_PRESETS[f"{_base}-aligned"] = dataclasses.replace(
         _aligned, sampling=dataclasses.replace(_aligned.sampling, temperature=0.01))
+# the same on PHONEME symbols with the measured phoneme-level alignment: the symbols and their durations from
+# espeak-ng's phoneme events (phonemes.csv in training; the library speaks the text at sampling to get them);
+# sampled without guidance (cfg 1.0: guidance made this voice less intelligible, bench/train_speech.md, v4)
+for _base in ("djepa-speech-xs", "djepa-speech-tiny"):
+    _phon = with_speech(SPEECH_PRESETS[f"{_base}-aligned"], f"{_base}-phonemes", symbols="phoneme-events")
+    SPEECH_PRESETS[f"{_base}-phonemes"] = dataclasses.replace(
+        _phon, sampling=dataclasses.replace(_phon.sampling, cfg_scale=1.0))
 
 
 class TemperedNoise:

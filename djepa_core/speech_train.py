@@ -2,13 +2,14 @@
 
 `python -m djepa_core.speech_train CORPUS --preset djepa-speech-s --steps 200 --out tts.safetensors`
 reads an LJSpeech-layout corpus (training split), computes mel tokens and symbol ids once (and the measured
-frames per symbol when the corpus has `alignments.csv`), fits the length model by least squares (and, for the
-measured-alignment presets, the duration model on the measured durations), then runs AdamW (the reference's
-betas 0.9/0.95, weight decay 0.02, constant or cosine LR after a linear warm-up, grad clip 3.0) on
-`model.loss(SpeechBatch)` with an EMA copy as the JEPA target, and saves the EMA weights. Each batch is padded
-to its longest utterance (rounded up to 16 token slots), not to the model's L, which saves compute on short
-batches. Until the main trainer
-(djepa_core/trainers) takes speech batches, this is the way to train the speech model; `--checkpoint-every`
+frames per symbol when the corpus has `alignments.csv`, or `phonemes.csv` for phoneme-event symbols: a
+feature cache of character symbols is reused for those, its mel tokens kept), fits the length model by
+least squares (and, for the measured-alignment presets, the duration model on the measured durations),
+then runs AdamW (the reference's betas 0.9/0.95, weight decay 0.02, constant or cosine LR after a linear
+warm-up, grad clip 3.0) on `model.loss(SpeechBatch)` with an EMA copy as the JEPA target, and saves the EMA
+weights. Each batch is padded to its longest utterance (rounded up to 16 token slots), not to the model's
+L, which saves compute on short batches. Until the main trainer (djepa_core/trainers) takes speech
+batches, this is the way to train the speech model; `--checkpoint-every`
 writes the EMA generator and a resumable state as it goes.
 """
 
@@ -35,7 +36,7 @@ def load_examples(corpus: str | Path, config: TTSConfig, max_utterances: int | N
                   cache: Path | None = None) -> SpeechExamples:
     """The training split's features, from `cache` when it holds them (and written there otherwise)."""
     if cache is not None and cache.is_file() and max_utterances is None:
-        ex = SpeechExamples.load(cache, config.speech, config.model.seq_len)
+        ex = SpeechExamples.load(cache, config.speech, config.model.seq_len, corpus=corpus)
         if all(d is None for d in ex.durations):  # a cache written before the corpus had alignments.csv
             ex.attach_alignments(corpus)
         return ex

@@ -101,6 +101,9 @@ class TorchSpeechEngine:
         if config.engine.threads is not None:
             torch.set_num_threads(config.engine.threads)
         generator, source = load_speech_bundle(config.engine)
+        # the text front end once: a voice on espeak-ng's phonemes fails here, with the reason on /readyz,
+        # where espeak-ng is missing (not at its first request)
+        generator.encode_texts(["Ready."])
         return cls(generator, config, source)
 
     @property

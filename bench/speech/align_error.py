@@ -1,30 +1,36 @@
 """How far each alignment places the text from the measured one, on held-out utterances.
-usage: python align_error.py CKPT (a measured-alignment checkpoint: its duration model and length model)"""
+usage: python align_error.py CKPT (a measured-alignment checkpoint: its duration model and length model; a
+phoneme-event voice is measured against phonemes.csv, a character voice against alignments.csv)"""
 import sys
 
 import torch
 
-from djepa_core.data.espeak_align import read_alignments
+from djepa_core.data.espeak_align import read_alignments, read_phoneme_alignments
 from djepa_core.data.ljspeech import LJSpeech
-from djepa_core.data.speech_batches import measured_durations
+from djepa_core.data.speech_batches import measured_durations, phoneme_frames
 from djepa_core.data.speech_corpus import normalize  # noqa: F401
 from djepa_core.models.durations import proportional_alignment
 from djepa_core.speech_pipeline import load_speech_generator
-from djepa_core.text import text_to_ids
+from djepa_core.text import PHONEMES, text_to_ids
 
 torch.set_num_threads(1)
 gen = load_speech_generator(sys.argv[1])
 m = gen.model
 ds = LJSpeech("/tmp/speech5k", "test", check_files=False)
 al = read_alignments("/tmp/speech5k")
+phon = read_phoneme_alignments("/tmp/speech5k") if gen.config.speech.symbols == "phoneme-events" else {}
 k = 4
 errs = {"proportional": [], "predicted": []}
 with torch.no_grad():
     for it in ds.items[:200]:
         a = al[it.id]
         frames = a.samples // 256
-        ids = text_to_ids(it.normalized, "characters", normalized=True)
-        d = measured_durations(it.normalized, ids, a, frames, 22050 / 256 / 1000)
+        if phon:
+            ids = PHONEMES.encode(phon[it.id].symbols)
+            d = phoneme_frames(phon[it.id], frames, 22050 / 256 / 1000)
+        else:
+            ids = text_to_ids(it.normalized, "characters", normalized=True)
+            d = measured_durations(it.normalized, ids, a, frames, 22050 / 256 / 1000)
         if d is None or len(ids) > 192:
             continue
         text = torch.tensor([ids])

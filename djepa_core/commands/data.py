@@ -40,7 +40,9 @@ def register(sub: Any) -> None:
                          description="Generate seeded English sentences (numbers, years, dates, money, "
                                      "abbreviations) and speak their normalized text with one espeak-ng voice "
                                      "into OUT/wavs/<id>.wav (22,050 Hz); OUT/metadata.csv holds "
-                                     "id|text|normalized text. Needs the espeak-ng program.")
+                                     "id|text|normalized text. Needs the espeak-ng program. With espeak-ng's "
+                                     "library, also OUT/alignments.csv (each word's measured start and end) and "
+                                     "OUT/phonemes.csv (the spoken phonemes with their measured durations).")
     s.add_argument("--out", type=Path, required=True, help="corpus folder (created)")
     s.add_argument("--sentences", type=int, default=5000, help="number of utterances (default 5000)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sentence grammar")

@@ -12,6 +12,13 @@ File: `alignments.csv` beside `metadata.csv` (the LJSpeech layout stays valid: l
 the file ignore it), one line per aligned utterance, `id|total samples|pos:start:end pos:start:end ...`
 with pos the word's first character (0-based, in the normalized text, the third metadata column: what
 espeak-ng spoke) and start/end in ms. `char_durations` turns a line into one duration per character.
+
+Phonemes: the library runs in IPA mode (phoneme events named by their IPA; pauses then have no name, nor
+has en's in-word syllable break, told apart by `pause_events`). `phoneme_times` reads the spoken symbol
+sequence from the events (phonemes, " " between words, a pause as its clause punctuation) and
+`phoneme_durations` gives each symbol (one character of the PHONEMES set) its time. File: `phonemes.csv`
+beside `metadata.csv`, `id|total samples|symbols|ms ms ...` (one duration per symbol, summing to the
+recording). At sampling `spoken_phonemes` speaks the text again (the audio discarded) for the same symbols.
 """
 
 from __future__ import annotations
@@ -21,14 +28,15 @@ import itertools
 import threading
 import wave
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ALIGNMENTS = "alignments.csv"
+PHONEME_ALIGNMENTS = "phonemes.csv"
 _LIB_NAME = "libespeak-ng.so.1"
-_EVENT_WORD, _EVENT_PHONEME = 1, 7
+_EVENT_WORD, _EVENT_END, _EVENT_PHONEME = 1, 5, 7
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_PHONEME_EVENTS = 0x0001
+_INITIALIZE_PHONEME_EVENTS, _INITIALIZE_PHONEME_IPA = 0x0001, 0x0002  # phoneme events named in IPA
 _CHARS_AUTO, _PHONEMES, _ENDPAUSE = 0, 0x100, 0x1000
 _POS_CHARACTER = 1
 _RATE, _PITCH = 1, 3
@@ -60,6 +68,7 @@ class Synthesis:
     samples: list[int]  # 16-bit PCM at `sample_rate`
     sample_rate: int
     words: list[WordTime]
+    events: list[tuple[int, int, float, str]] = field(default_factory=list)  # (type, text pos 1-based, ms, IPA)
 
     @property
     def total_ms(self) -> float:
@@ -76,7 +85,8 @@ class _Espeak:
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        self.rate = int(self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_PHONEME_EVENTS))
+        self.rate = int(self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
+                                                  _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA))
         if self.rate <= 0:
             raise RuntimeError("espeak-ng's library failed to initialize (espeak-ng-data missing?)")
         self._samples: list[int] = []
@@ -111,7 +121,7 @@ class _Espeak:
                 raise RuntimeError(f"espeak_Synth failed ({err})")
             samples, events = self._samples, self._events
         total = 1000.0 * len(samples) / self.rate
-        return Synthesis(samples, self.rate, word_times(events, total))
+        return Synthesis(samples, self.rate, word_times(events, total), events)
 
 
 _ENGINE: _Espeak | None = None
@@ -137,8 +147,26 @@ def synthesize(text: str, voice: str = "en-us", speed: int = 160, pitch: int = 5
             try:
                 _ENGINE = _Espeak()
             except OSError as e:
-                raise RuntimeError(f"aligning needs espeak-ng's library ({_LIB_NAME}): {e}") from e
+                raise RuntimeError(f"measured alignments and phoneme-event symbols need espeak-ng's library "
+                                   f"({_LIB_NAME}; `make sysdeps` or apt-get install espeak-ng): {e}") from e
     return _ENGINE.synthesize(text, voice, speed, pitch)
+
+
+def pause_events(events: Sequence[tuple[int, int, float, str]]) -> list[bool]:
+    """Which events are pause phonemes. By name ("_", "_:" ...) without IPA; in IPA mode pauses have no name,
+    and neither has espeak-ng's in-word syllable break (en: ";", as in "sixty-eight"), which is told apart by
+    what follows: a pause is not followed by another phoneme of its word (the next word, phoneme or end
+    event is not a named phoneme)."""
+    out = [False] * len(events)
+    for i, (kind, _, _, name) in enumerate(events):
+        if kind != _EVENT_PHONEME:
+            continue
+        if name.startswith("_"):
+            out[i] = True
+        elif not name:
+            nxt = next((e for e in events[i + 1:] if e[0] in (_EVENT_WORD, _EVENT_PHONEME, _EVENT_END)), None)
+            out[i] = nxt is None or not (nxt[0] == _EVENT_PHONEME and nxt[3])
+    return out
 
 
 def word_times(events: Sequence[tuple[int, int, float, str]], total_ms: float) -> list[WordTime]:
@@ -149,7 +177,7 @@ def word_times(events: Sequence[tuple[int, int, float, str]], total_ms: float) -
     for kind, pos, ms, _ in events:
         if kind == _EVENT_WORD and pos >= 1 and (not starts or pos - 1 > starts[-1][0]):
             starts.append((pos - 1, max(ms, starts[-1][1] if starts else 0.0)))
-    pauses = sorted(ms for kind, _, ms, name in events if kind == _EVENT_PHONEME and name.startswith("_"))
+    pauses = sorted(e[2] for e, pause in zip(events, pause_events(events), strict=True) if pause)
     out = []
     for k, (pos, start) in enumerate(starts):
         limit = starts[k + 1][1] if k + 1 < len(starts) else total_ms
@@ -197,6 +225,111 @@ def char_durations(text: str, words: Sequence[WordTime], total_ms: float) -> lis
     return [d * total_ms / s for d in out]
 
 
+_PAUSE_MARKS = ",.;:!?"  # a pause takes the first of these in its word's stretch of text, else " "
+
+
+@dataclass(frozen=True)
+class PhonemeTime:
+    symbol: str  # one phoneme's IPA (maybe several characters: "oʊ", "tʃ"), " " between words, or a pause
+    start: float  # ms
+
+
+def phoneme_times(events: Sequence[tuple[int, int, float, str]], text: str) -> list[PhonemeTime]:
+    """The spoken symbol sequence with start times, from IPA phoneme events and word events in time order:
+    each named phoneme event as is, an unnamed one inside a word (`pause_events`) as "-"; " " at each word
+    event after the first (unless a pause precedes it);
+    a pause (unnamed phoneme event; consecutive ones merged) as the first clause punctuation of its word's
+    stretch of `text` (up to the next word event's position), or " " when there is none."""
+    words = [pos - 1 for kind, pos, _, _ in events if kind == _EVENT_WORD and pos >= 1]
+    out: list[PhonemeTime] = []
+    k = -1
+    for (kind, pos, ms, name), pause in zip(events, pause_events(events), strict=True):
+        if kind == _EVENT_WORD and pos >= 1:
+            k += 1
+            if out and out[-1].symbol not in _PAUSE_MARKS and out[-1].symbol != " ":
+                out.append(PhonemeTime(" ", ms))
+        elif kind == _EVENT_PHONEME:
+            if not pause:
+                out.append(PhonemeTime(name or "-", ms))  # an unnamed phoneme inside a word: a syllable break
+                continue
+            if not out or out[-1].symbol in _PAUSE_MARKS:
+                continue  # leading silence (goes to the first symbol) or the same pause again
+            lo = words[k] if k >= 0 else 0
+            hi = words[k + 1] if k + 1 < len(words) else len(text)
+            mark = next((c for c in text[lo:hi] if c in _PAUSE_MARKS), " ")
+            if out[-1].symbol == " ":  # a word gap turning into a pause keeps the gap's start
+                out[-1] = PhonemeTime(mark, out[-1].start)
+            else:
+                out.append(PhonemeTime(mark, ms))
+    return out
+
+
+def phoneme_durations(times: Sequence[PhonemeTime], total_ms: float) -> tuple[str, list[float]]:
+    """(symbols, one duration in ms per symbol, summing to `total_ms`): a phoneme lasts until the next one
+    starts (the first also takes the leading silence, the last the rest of the audio), and its characters
+    that are in the PHONEMES symbol set share its time equally (a phoneme with none gives its time to the
+    previous symbol). Raises ValueError when nothing is left."""
+    from djepa_core.text.symbols import PHONEMES
+
+    symbols: list[str] = []
+    ms: list[float] = []
+    for i, t in enumerate(times):
+        end = times[i + 1].start if i + 1 < len(times) else total_ms
+        span = max(end - (0.0 if i == 0 else t.start), 0.0)
+        chars = [c for c in t.symbol if c in PHONEMES.symbols[1:]]
+        if not chars:
+            if ms:
+                ms[-1] += span
+            continue
+        symbols.extend(chars)
+        ms.extend([span / len(chars)] * len(chars))
+    if not symbols or sum(ms) <= 0:
+        raise ValueError("no phoneme timings")
+    scale = total_ms / sum(ms)
+    return "".join(symbols), [d * scale for d in ms]
+
+
+def spoken_phonemes(text: str, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> str:
+    """The symbols (PHONEMES set) espeak-ng speaks for normalized `text`, as `phonemes.csv` records them
+    for a corpus: the text is spoken by the library (the audio discarded) and its phoneme events read. The
+    same sequence at training and at sampling; needs espeak-ng's library (RuntimeError otherwise)."""
+    syn = synthesize(text, voice, speed, pitch)
+    symbols, _ = phoneme_durations(phoneme_times(syn.events, text), syn.total_ms)
+    return symbols
+
+
+def format_phoneme_line(uid: str, synthesis: Synthesis, text: str) -> str:
+    symbols, ms = phoneme_durations(phoneme_times(synthesis.events, text), synthesis.total_ms)
+    return f"{uid}|{len(synthesis.samples)}|{symbols}|{' '.join(f'{d:.1f}' for d in ms)}\n"
+
+
+@dataclass(frozen=True)
+class PhonemeAlignment:
+    samples: int  # length of the recording in samples
+    symbols: str  # PHONEMES symbols, one character each
+    ms: list[float]  # duration of each symbol
+
+
+def read_phoneme_alignments(root: str | Path) -> dict[str, PhonemeAlignment]:
+    """`root/phonemes.csv` as {id: PhonemeAlignment}; {} when the corpus has no such file."""
+    path = Path(root) / PHONEME_ALIGNMENTS
+    if not path.is_file():
+        return {}
+    out: dict[str, PhonemeAlignment] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            uid, samples, symbols, ms = line.split("|")
+            durations = [float(v) for v in ms.split()]
+            if len(durations) != len(symbols):
+                raise ValueError(f"{len(symbols)} symbols, {len(durations)} durations")
+            out[uid] = PhonemeAlignment(int(samples), symbols, durations)
+        except ValueError as e:
+            raise ValueError(f"{path}:{lineno}: expected 'id|samples|symbols|ms ms ...' ({e})") from e
+    return out
+
+
 def format_line(uid: str, synthesis: Synthesis) -> str:
     words = " ".join(f"{w.pos}:{w.start:.0f}:{w.end:.0f}" for w in synthesis.words)
     return f"{uid}|{len(synthesis.samples)}|{words}\n"
@@ -226,9 +359,9 @@ def read_alignments(root: str | Path) -> dict[str, Alignment]:
     return out
 
 
-def _align_one(args: tuple[str, str, str, str, int, int]) -> str | None:
-    """One utterance in a fresh process (see `align_corpus`): its alignments.csv line, or None when the
-    library's samples are not exactly the WAV's."""
+def _align_one(args: tuple[str, str, str, str, int, int]) -> tuple[str, str] | None:
+    """One utterance in a fresh process (see `align_corpus`): its alignments.csv and phonemes.csv lines, or
+    None when the library's samples are not exactly the WAV's."""
     from array import array
 
     uid, text, wav, voice, speed, pitch = args
@@ -240,9 +373,10 @@ def _align_one(args: tuple[str, str, str, str, int, int]) -> str | None:
         return None
     try:
         char_durations(text, syn.words, syn.total_ms)
+        phonemes = format_phoneme_line(uid, syn, text)
     except ValueError:
         return None
-    return format_line(uid, syn)
+    return format_line(uid, syn), phonemes
 
 
 def _wav_samples(path: Path) -> tuple[int, int, bytes]:
@@ -252,12 +386,12 @@ def _wav_samples(path: Path) -> tuple[int, int, bytes]:
 
 def align_corpus(root: str | Path, voice: str = "en-us", speed: int = 160, pitch: int = 50, workers: int = 1,
                  progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
-    """Write `root/alignments.csv` for the corpus's utterances (metadata's normalized text, spoken again by the
-    library with the corpus's settings); returns (aligned, left out). An utterance is aligned only when the
-    library's samples equal its WAV's (same rate, count and values). Each utterance is spoken in a fresh
-    process (a forkserver child, one task each): the library keeps state from one synthesis to the next
-    (the second utterance of a process differs from the CLI's by up to ~50 ms of samples), while the CLI
-    that wrote the WAVs starts fresh for each."""
+    """Write `root/alignments.csv` (word timings) and `root/phonemes.csv` (phoneme timings) for the corpus's
+    utterances (metadata's normalized text, spoken again by the library with the corpus's settings); returns
+    (aligned, left out). An utterance is aligned only when the library's samples equal its WAV's (same rate,
+    count and values). Each utterance is spoken in a fresh process (a forkserver child, one task each): the
+    library keeps state from one synthesis to the next (the second utterance of a process differs from the
+    CLI's by up to ~50 ms of samples), while the CLI that wrote the WAVs starts fresh for each."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -269,13 +403,16 @@ def align_corpus(root: str | Path, voice: str = "en-us", speed: int = 160, pitch
     ctx.set_forkserver_preload([__name__])
     jobs = [(u.id, u.normalized, str(u.wav), voice, speed, pitch) for u in items]
     lines: list[str] = []
+    phoneme_lines: list[str] = []
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, max_tasks_per_child=1) as pool:
-        for i, line in enumerate(pool.map(_align_one, jobs, chunksize=1)):
-            if line is not None:
-                lines.append(line)
+        for i, pair in enumerate(pool.map(_align_one, jobs, chunksize=1)):
+            if pair is not None:
+                lines.append(pair[0])
+                phoneme_lines.append(pair[1])
             if progress is not None:
                 progress(i + 1, len(items))
-    tmp = root / (ALIGNMENTS + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.replace(root / ALIGNMENTS)
+    for name, content in ((ALIGNMENTS, lines), (PHONEME_ALIGNMENTS, phoneme_lines)):
+        tmp = root / (name + ".tmp")
+        tmp.write_text("".join(content), encoding="utf-8")
+        tmp.replace(root / name)
     return len(lines), len(items) - len(lines)

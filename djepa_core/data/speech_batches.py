@@ -7,7 +7,9 @@ are the speech tokens per row.
 Measured alignment: when the corpus has `alignments.csv` (espeak-ng's word timings, `data/espeak_align.py`)
 and the symbols are characters, each aligned utterance also gets its mel frames per symbol (`durations`,
 float, summing to its frames); a batch carries them when all its rows have them (else None: the model
-falls back to its predicted or proportional durations).
+falls back to its predicted or proportional durations). With `phoneme-events` symbols the ids and their
+durations come from the corpus's `phonemes.csv` (espeak-ng's phoneme events: one duration per phoneme
+symbol); utterances it lacks get their ids from the library (`spoken_phonemes`) and no durations.
 Memory: about 2 bytes x 320 channels x 86 tokens per second of audio (~55 kB/s).
 """
 
@@ -15,13 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from djepa_core.data.espeak_align import Alignment, char_durations, read_alignments
+from djepa_core.data.espeak_align import (
+    Alignment,
+    PhonemeAlignment,
+    char_durations,
+    read_alignments,
+    read_phoneme_alignments,
+)
 from djepa_core.data.ljspeech import LJSpeech, read_metadata
 from djepa_core.models.tts import SpeechBatch, SpeechConfig
-from djepa_core.text import text_to_ids
+from djepa_core.text import PHONEMES, text_to_ids
 
 
 def measured_durations(text: str, ids: Sequence[int], alignment: Alignment, frames: int,
@@ -38,6 +47,15 @@ def measured_durations(text: str, ids: Sequence[int], alignment: Alignment, fram
     return d * (frames / d.sum().clamp(min=1e-6))
 
 
+def phoneme_frames(alignment: PhonemeAlignment, frames: int, frames_per_ms: float) -> torch.Tensor | None:
+    """Mel frames per symbol [len(symbols)] (float, summing to `frames`) of a phonemes.csv line; None when
+    some symbol is not in the PHONEMES set or the utterance has no frames."""
+    if frames < 1 or len(PHONEMES.encode(alignment.symbols)) != len(alignment.symbols):
+        return None
+    d = torch.tensor(alignment.ms, dtype=torch.float32).clamp(min=0) * frames_per_ms
+    return d * (frames / d.sum().clamp(min=1e-6))
+
+
 class SpeechExamples:
     def __init__(self, dataset: LJSpeech, speech: SpeechConfig, max_tokens: int,
                  progress: Callable[[int, int], None] | None = None) -> None:
@@ -49,9 +67,14 @@ class SpeechExamples:
         self.uids: list[str] = []
         self.durations: list[torch.Tensor | None] = []
         self.skipped = 0
+        events = read_phoneme_alignments(dataset.root) if speech.symbols == "phoneme-events" else {}
         for i in range(len(dataset)):
             audio, text = dataset[i]
-            ids = text_to_ids(text, speech.symbols, normalized=True)
+            uid = dataset.items[i].id
+            if uid in events:
+                ids = PHONEMES.encode(events[uid].symbols)
+            else:
+                ids = text_to_ids(text, speech.symbols, normalized=True)
             frames = tok.spectral.num_frames(audio.numel())
             if not ids or len(ids) > speech.max_text or tok.num_tokens(audio.numel()) > max_tokens or frames < 1:
                 self.skipped += 1
@@ -69,12 +92,19 @@ class SpeechExamples:
         self.attach_alignments(dataset.root)
 
     def attach_alignments(self, root: str | Path) -> int:
-        """Measured durations from `root/alignments.csv` for the utterances it aligns (character symbols only;
-        a corpus without the file changes nothing); returns how many utterances have them."""
+        """Measured durations from `root/alignments.csv` (character symbols) or `root/phonemes.csv`
+        (`phoneme-events` symbols, where the line's symbols are the utterance's ids) for the utterances they
+        align (a corpus without the file changes nothing); returns how many utterances have them."""
+        cfg = self.speech.tokenizer().cfg
+        frames_per_ms = cfg.sample_rate / cfg.hop / 1000.0
+        if self.speech.symbols == "phoneme-events":
+            events = read_phoneme_alignments(root)
+            for i, uid in enumerate(self.uids):
+                if uid in events and PHONEMES.encode(events[uid].symbols) == self.ids[i].tolist():
+                    self.durations[i] = phoneme_frames(events[uid], self.frames[i], frames_per_ms)
+            return sum(d is not None for d in self.durations)
         aligned = read_alignments(root)
         if aligned and self.speech.symbols == "characters":
-            cfg = self.speech.tokenizer().cfg
-            frames_per_ms = cfg.sample_rate / cfg.hop / 1000.0
             spoken = {u.id: u.normalized for u in read_metadata(root)}  # what espeak-ng spoke, character for character
             for i, uid in enumerate(self.uids):
                 if uid in aligned and uid in spoken:
@@ -89,19 +119,50 @@ class SpeechExamples:
                     "skipped": self.skipped, "max_tokens": self.max_tokens, "speech": self.speech.to_dict()}, path)
 
     @classmethod
-    def load(cls, path: str | Path, speech: SpeechConfig, max_tokens: int) -> SpeechExamples:
-        """Features saved by `save` for the same tokenizer settings, symbols and slots (else ValueError)."""
+    def load(cls, path: str | Path, speech: SpeechConfig, max_tokens: int,
+             corpus: str | Path | None = None) -> SpeechExamples:
+        """Features saved by `save` for the same tokenizer settings, symbols and slots (else ValueError).
+        With `phoneme-events` symbols and the `corpus` the cache was computed from, a cache of other symbols
+        serves too: its mel tokens are kept and the ids and durations come from the corpus's phonemes.csv
+        (utterances it lacks, or longer than `max_text` symbols, are left out and counted in `skipped`)."""
         data = torch.load(path, weights_only=True)
         saved = SpeechConfig.from_dict(data["speech"])
-        same = ("symbols", "frames_per_token", "mel_scale", "mel_shift", "max_text")
+        same = ("frames_per_token", "mel_scale", "mel_shift")
         if data["max_tokens"] != max_tokens or any(getattr(saved, k) != getattr(speech, k) for k in same):
             raise ValueError(f"{path} holds features for other settings ({data['speech']}, {data['max_tokens']} slots)")
+        if saved.symbols != speech.symbols or saved.max_text != speech.max_text:
+            if speech.symbols != "phoneme-events" or corpus is None:
+                raise ValueError(f"{path} holds features for other symbols ({saved.symbols}, <= {saved.max_text})")
+            return cls._with_phoneme_events(data, speech, max_tokens, corpus)
         ex = cls.__new__(cls)
         ex.speech, ex.max_tokens = speech, max_tokens
         ex.tokens, ex.ids, ex.frames = list(data["tokens"]), list(data["ids"]), list(data["frames"])
         ex.uids, ex.skipped = list(data["uids"]), int(data["skipped"])
         saved_d = data.get("durations") or [torch.empty(0)] * len(ex.tokens)  # caches written before alignments
         ex.durations = [d if d.numel() else None for d in saved_d]
+        return ex
+
+    @classmethod
+    def _with_phoneme_events(cls, data: dict[str, Any], speech: SpeechConfig, max_tokens: int,
+                             corpus: str | Path) -> SpeechExamples:
+        events = read_phoneme_alignments(corpus)
+        ex = cls.__new__(cls)
+        ex.speech, ex.max_tokens = speech, max_tokens
+        ex.tokens, ex.ids, ex.frames, ex.uids, ex.durations = [], [], [], [], []
+        ex.skipped = int(data["skipped"])
+        for tokens, frames, uid in zip(data["tokens"], data["frames"], data["uids"], strict=True):
+            ids = PHONEMES.encode(events[uid].symbols) if uid in events else []
+            if not ids or len(ids) > speech.max_text:
+                ex.skipped += 1
+                continue
+            ex.tokens.append(tokens)
+            ex.ids.append(torch.tensor(ids, dtype=torch.long))
+            ex.frames.append(int(frames))
+            ex.uids.append(uid)
+            ex.durations.append(None)
+        if not ex.tokens:
+            raise ValueError(f"{corpus}/phonemes.csv has none of the cached utterances")
+        ex.attach_alignments(corpus)
         return ex
 
     def __len__(self) -> int:

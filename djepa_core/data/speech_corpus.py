@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from djepa_core.data.espeak_align import ALIGNMENTS, align_corpus, espeak_library_available
+from djepa_core.data.espeak_align import ALIGNMENTS, PHONEME_ALIGNMENTS, align_corpus, espeak_library_available
 from djepa_core.text.normalize import normalize
 
 _TITLES = ["Mr.", "Mrs.", "Dr.", "Capt.", "Gen.", "Prof.", "Col.", "Rev.", "Sgt."]
@@ -201,7 +201,8 @@ def build_corpus(out: str | Path, sentences: int, seed: int = 0, voice: str = "e
                  progress: Callable[[int, int], None] | None = None, align: bool = True) -> Path:
     """Write `out/metadata.csv`, `out/wavs/*.wav` and `out/corpus.json`; returns `out`. With `align` (and
     espeak-ng's library installed), also `out/alignments.csv`: each word's measured start and end in the
-    recording (`data/espeak_align.py`; `corpus.json` counts the aligned utterances).
+    recording, and `out/phonemes.csv`: the spoken phonemes and their measured durations
+    (`data/espeak_align.py`; `corpus.json` counts the aligned utterances).
 
     Ids are `DJ<chapter>-<index>` (500 sentences per chapter), e.g. DJ001-0001, as LJSpeech's.
     """
@@ -235,6 +236,7 @@ def build_corpus(out: str | Path, sentences: int, seed: int = 0, voice: str = "e
             "sample_rate": 22050, "espeak_ng": version, "format": "LJSpeech-1.1 layout: id|text|normalized text"}
     if align and espeak_library_available():
         aligned, missed = align_corpus(out, voice, speed, pitch, workers=workers)
-        info["alignments"] = {"file": ALIGNMENTS, "aligned": aligned, "left_out": missed}
+        info["alignments"] = {"file": ALIGNMENTS, "phonemes": PHONEME_ALIGNMENTS, "aligned": aligned,
+                              "left_out": missed}
     (out / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
     return out

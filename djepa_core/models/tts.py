@@ -46,6 +46,8 @@ final punctuation the closing pause). Training places the text by these MEASURED
 durations`); sampling by the `DurationModel`'s (a two-layer conv net over symbol embeddings, fit on the
 measured durations before training and frozen), stretched to the length model's frame count as before,
 so `speed` and the utterance length keep their meaning. No tail: the pauses belong to symbols.
+With `symbols="phoneme-events"` the symbols are espeak-ng's phonemes (IPA) and the measured durations its
+phoneme timings (`phonemes.csv`): each symbol gets its own span instead of a share of its word's.
 
 Variable lengths without attention masks: mel tokens past an utterance's end are silence, never
 masked and never in the loss, so the known length conditions the generation once they are visible. The

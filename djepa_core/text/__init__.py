@@ -1,4 +1,5 @@
-"""Text front end of speech: English normalization, symbol sets, optional espeak-ng phonemes."""
+"""Text front end of speech: English normalization, symbol sets, optional espeak-ng phonemes (from its
+phonemizer, or from the phoneme events of the library speaking the text: `phoneme-events`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from djepa_core.text.symbols import CHARACTERS, PHONEMES, SymbolSet, symbol_set
 def text_to_ids(text: str, symbols: str = "characters", normalized: bool = False, voice: str = "en-us") -> list[int]:
     """Raw (or already `normalized`) English text -> symbol ids of the chosen set."""
     norm = text if normalized else normalize(text)
+    if symbols == "phoneme-events":
+        from djepa_core.data.espeak_align import spoken_phonemes
+
+        return PHONEMES.encode(spoken_phonemes(norm, voice))
     if symbols == "phonemes":
         from djepa_core.text.phonemes import phonemize
 

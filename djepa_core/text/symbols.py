@@ -1,4 +1,5 @@
-"""Symbol sets of the text front end: characters (the default) and IPA phonemes (espeak-ng).
+"""Symbol sets of the text front end: characters (the default) and IPA phonemes (espeak-ng; two ways to get
+them from a text: `phonemes` through espeak-ng's phonemizer, `phoneme-events` from its phoneme events).
 
 Id 0 is padding in both sets. Symbols outside a set are dropped by `encode` (normalization leaves
 none for characters; espeak-ng may emit a rare IPA symbol not listed).
@@ -16,7 +17,9 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 # what espeak-ng writes for English with --ipa: vowels, consonants, stress and length marks, syllabic mark
 IPA = ("aeiouæɐɑɒɔəɚɛɜɝɞɪɨʉʊʌɵøœɘᵻ" "bcdfhjklmnpqrstvwxzçðŋɡɣɫɬɹɾʁʃʒʔʍθχʲ" "ˈˌːˑ\u0329\u0303")
 
-SymbolKind = Literal["characters", "phonemes"]
+# "phoneme-events": the PHONEMES set, the sequence read from espeak-ng's phoneme events while it speaks the
+# text (data/espeak_align.spoken_phonemes; what a corpus's phonemes.csv records with each symbol's duration)
+SymbolKind = Literal["characters", "phonemes", "phoneme-events"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,6 @@ PHONEMES = SymbolSet("phonemes", PAD + PUNCTUATION + "".join(dict.fromkeys(IPA))
 def symbol_set(kind: str) -> SymbolSet:
     if kind == "characters":
         return CHARACTERS
-    if kind == "phonemes":
+    if kind in ("phonemes", "phoneme-events"):
         return PHONEMES
-    raise ValueError(f"symbols must be 'characters' or 'phonemes', got {kind!r}")
+    raise ValueError(f"symbols must be 'characters', 'phonemes' or 'phoneme-events', got {kind!r}")

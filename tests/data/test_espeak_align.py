@@ -12,14 +12,12 @@ from djepa_core.data.espeak_align import (
     ALIGNMENTS,
     WordTime,
     char_durations,
-    espeak_library_available,
     read_alignments,
     word_times,
 )
 from djepa_core.data.ljspeech import LJSpeech
 from djepa_core.data.speech_batches import SpeechExamples
 from djepa_core.speech_pipeline import SPEECH_PRESETS
-from tests.conftest import REQUIRE_FIXTURES
 
 ALIGNED = SPEECH_PRESETS["djepa-speech-xs-aligned"]  # (only its speech settings and slots: 17 s, 192 symbols)
 
@@ -52,22 +50,16 @@ def test_word_times_end_at_the_next_pause() -> None:
     assert word_times(out_of_order, 50.0) == [WordTime(3, 0.0, 50.0)]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("espeak-ng") is None or not espeak_library_available():
-        if REQUIRE_FIXTURES:
-            pytest.fail("espeak-ng is not installed (apt-get install espeak-ng; DJEPA_REQUIRE_FIXTURES=1)")
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    from djepa_core.data.speech_corpus import build_corpus
-
-    return build_corpus(tmp_path_factory.mktemp("aligned") / "corpus", 5, seed=2, workers=1)
+@pytest.fixture
+def corpus(espeak_corpus: Path) -> Path:
+    return espeak_corpus
 
 
 def test_a_built_corpus_is_aligned(corpus: Path) -> None:
     import json
 
     info = json.loads((corpus / "corpus.json").read_text())
-    assert info["alignments"] == {"file": ALIGNMENTS, "aligned": 5, "left_out": 0}
+    assert info["alignments"] == {"file": ALIGNMENTS, "phonemes": "phonemes.csv", "aligned": 5, "left_out": 0}
     aligned = read_alignments(corpus)
     ds = LJSpeech(corpus)
     assert set(aligned) == {u.id for u in ds.items}
