@@ -19,6 +19,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
+from djepa_core.allocator import MALLOC_ENV
 from service.config import AppConfig, BatchConfig, EngineConfig
 from service.engine import TorchImageEngine
 from service.errors import DeadlineExceeded, QueueFull
@@ -35,12 +36,12 @@ GENERATOR = "ImageGenerator"
 INGRESS = "Ingress"
 DEFAULT_BATCH = BatchConfig()
 
-# Environment of every generator replica's process, set at its start (glibc reads it only then): one malloc arena,
-# and fixed mmap/trim thresholds so that glibc stops handing the heap back to the kernel between steps and faulting
-# it in again. With glibc's defaults 32 images of djepa-tiny64 took 320k-610k page faults and 4.4-5.4 s of CPU in
-# whichever thread ran them (the replica's are `asyncio.to_thread` workers); with these, under 4k faults and
-# 3.35 s (bench/step_overhead.py; bench/RESULTS.md "Page faults"). Tensors over 32 MB are still mmap-ed.
-REPLICA_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+# Environment of every generator replica's process, set at its start (glibc reads it only then): djepa_core's
+# malloc settings (one arena, fixed mmap/trim thresholds), so that glibc stops handing the heap back to the
+# kernel between steps and faulting it in again. With glibc's defaults 32 images of djepa-tiny64 took 320k-610k
+# page faults and 4.4-5.4 s of CPU in whichever thread ran them (the replica's are `asyncio.to_thread` workers);
+# with these, under 4k faults and 3.35 s (bench/step_overhead.py; bench/RESULTS.md "Page faults").
+REPLICA_ENV = dict(MALLOC_ENV)
 
 
 @serve.deployment(name=GENERATOR, ray_actor_options={"num_cpus": 0.5, "num_gpus": 0},

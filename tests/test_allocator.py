@@ -43,9 +43,10 @@ def test_tuned_malloc_keeps_freed_blocks_in_the_heap() -> None:
     applied, tuned = faults("tuned")
     _, plain = faults("plain")
     assert applied == "True"
-    # 10 x 16 MiB (4096 pages each): glibc's default gives pages back at free (~400 faults a cycle here);
-    # tuned, the heap keeps them (0 here)
-    assert plain >= 1000 and tuned * 4 < plain, (plain, tuned)
+    # 10 x 16 MiB: glibc's default maps each block afresh at every malloc (a freed block raises its threshold to
+    # the block's own size, and a block of that size is mmap-ed again), so each cycle faults (~400 here, fewer
+    # with huge pages); tuned, the heap keeps them (0 here)
+    assert plain >= 10 and tuned * 4 < plain, (plain, tuned)
 
 
 def test_the_opt_out_is_respected() -> None:

@@ -91,14 +91,15 @@ class SpeechExamples:
             raise ValueError(f"no utterance of {dataset.root} fits {max_tokens} tokens and {speech.max_text} symbols")
         self.attach_alignments(dataset.root)
 
-    def attach_alignments(self, root: str | Path) -> int:
+    def attach_alignments(self, root: str | Path, phonemes: dict[str, PhonemeAlignment] | None = None) -> int:
         """Measured durations from `root/alignments.csv` (character symbols) or `root/phonemes.csv`
-        (`phoneme-events` symbols, where the line's symbols are the utterance's ids) for the utterances they
-        align (a corpus without the file changes nothing); returns how many utterances have them."""
+        (`phoneme-events` symbols, where the line's symbols are the utterance's ids; `phonemes`: that file
+        already read) for the utterances they align (a corpus without the file changes nothing); returns how
+        many utterances have them."""
         cfg = self.speech.tokenizer().cfg
         frames_per_ms = cfg.sample_rate / cfg.hop / 1000.0
         if self.speech.symbols == "phoneme-events":
-            events = read_phoneme_alignments(root)
+            events = phonemes if phonemes is not None else read_phoneme_alignments(root)
             for i, uid in enumerate(self.uids):
                 if uid in events and PHONEMES.encode(events[uid].symbols) == self.ids[i].tolist():
                     self.durations[i] = phoneme_frames(events[uid], self.frames[i], frames_per_ms)
@@ -162,7 +163,7 @@ class SpeechExamples:
             ex.durations.append(None)
         if not ex.tokens:
             raise ValueError(f"{corpus}/phonemes.csv has none of the cached utterances")
-        ex.attach_alignments(corpus)
+        ex.attach_alignments(corpus, events)
         return ex
 
     def __len__(self) -> int:

@@ -236,27 +236,23 @@ def advance(model: DJEPA, states: Sequence[ARState],
         counts = [int(counts_all[i]) for i in members]
         idx = torch.tensor(members, device=z.device)
         cond = z[idx][to_pred[idx]]  # each member's predicted slots, in member then position order
-        g_members = [i for i in members if states[i].guided]
         dev = cond.device
+        owner = torch.arange(len(members)).repeat_interleave(torch.tensor(counts))  # member of each cond row
+        guided_member = torch.tensor([states[i].guided for i in members])
+        guided_idx = guided_member[owner].nonzero().flatten().to(dev)
+        g_members = [i for i in members if states[i].guided]
         if g_members:
-            g_idx = torch.tensor(g_members, device=z.device)
-            uncond = z[torch.tensor([uncond_row[i] for i in g_members], device=z.device)][to_pred[g_idx]]
-            offsets = [0]
-            for p in counts[:-1]:
-                offsets.append(offsets[-1] + p)
-            guided_idx = torch.cat([torch.arange(offsets[k], offsets[k] + counts[k])
-                                    for k, i in enumerate(members) if states[i].guided]).to(dev)
-            g_counts = torch.tensor([counts_all[i] for i in g_members])
-            scale = torch.stack([torch.as_tensor(scales[i], dtype=torch.float32).reshape(()) for i in g_members])
-            scale_rows = scale.repeat_interleave(g_counts).reshape(-1, 1).to(dev, cond.dtype)
+            uncond = z[torch.tensor([uncond_row[i] for i in g_members], device=z.device)][
+                to_pred[torch.tensor(g_members, device=z.device)]]
+            member_scale = torch.stack([torch.as_tensor(scales[i] if states[i].guided else 1.0,
+                                                        dtype=torch.float32).reshape(()) for i in members])
+            scale_rows = member_scale[owner][guided_idx.cpu()].reshape(-1, 1).to(dev, cond.dtype)
         else:
-            uncond = cond[:0]
-            guided_idx = torch.zeros(0, dtype=torch.long, device=dev)
-            scale_rows = cond.new_zeros(0, 1)
+            uncond, scale_rows = cond[:0], cond.new_zeros(0, 1)
         net = MixedGuidance(model.head, uncond, guided_idx, scale_rows, cfg.token_dim)
         noise = StepNoise([states[i].generator for i in members], [states[i].guided for i in members])
         temps = torch.tensor([states[i].settings.temperature for i in members], dtype=cond.dtype)
-        temperature = temps.repeat_interleave(torch.tensor(counts)).reshape(-1, 1).to(dev)
+        temperature = temps[owner].reshape(-1, 1).to(dev)
         out = cache[key](net, cond, noise, temperature, None, counts)
         for i, part in zip(members, out.split(counts), strict=True):
             new_rows[i] = part
