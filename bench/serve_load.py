@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -171,54 +172,70 @@ def poisson_main(args: argparse.Namespace, engine_cfg: EngineConfig) -> int:
 
     from service.deployments import build_app
 
-    rates = [float(r) for r in args.rates.split(",")]
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    modes = [m for m in args.modes.split(",") if m]
+    if not rates and args.saturation <= 0:
+        raise SystemExit("nothing to run: give --rates or --saturation")
     body: dict[str, object] = {} if args.num_steps is None else {"num_steps": args.num_steps}
-    results: dict[tuple[str, float], Level] = {}
-    saturation: dict[str, Level] = {}
-    work: dict[str, str] = {}
+    results: dict[tuple[str, float], list[Level]] = {}
+    saturation: dict[str, list[Level]] = {}
+    work: dict[str, list[str]] = {}
     ray_local.start_ray(num_cpus=args.num_cpus)
     try:
         local = ray_local.start_serve(access_log=False)
-        for mode in args.modes.split(","):
-            serve.run(build_app(AppConfig(engine=engine_cfg, request_timeout_s=600),
-                                generator_options(mode, args.batch, args.wait, args.replica_env)), name="bench",
-                      route_prefix="/")
-            asyncio.run(closed_loop(local.url, 2, 2.0, 4, "warm-up"))
-            for i, rate in enumerate(rates):
-                level = asyncio.run(poisson_load(local.url, rate, args.seconds, mode, 1000 + i, body))
-                results[(mode, rate)] = level
-                print(f"{mode:10s} rate {rate:5.2f}/s: {level.throughput:6.2f} img/s  p50 {level.pct(50):.3f}s  "
-                      f"p99 {level.pct(99):.3f}s  ({level.requests} ok, {level.errors} errors)", flush=True)
-            if args.saturation > 0:
-                replica = serve.get_deployment_handle("ImageGenerator", app_name="bench")
-                before = replica.work_stats.remote().result()
-                level = asyncio.run(closed_loop(local.url, args.saturation, args.seconds, 100000, mode, body))
-                after = replica.work_stats.remote().result()
-                saturation[mode] = level
-                work[mode] = replica_work(before, after, level)
-                print(f"{mode:10s} saturation C={args.saturation}: {level.throughput:6.2f} img/s  "
-                      f"p50 {level.pct(50):.3f}s  p99 {level.pct(99):.3f}s  {work[mode]}", flush=True)
+        for rnd in range(args.rounds):  # modes alternate, so drifts of a shared machine hit both alike
+            for mode in modes:
+                serve.run(build_app(AppConfig(engine=engine_cfg, request_timeout_s=600),
+                                    generator_options(mode, args.batch, args.wait, args.replica_env)),
+                          name="bench", route_prefix="/")
+                asyncio.run(closed_loop(local.url, 2, 2.0, 4, "warm-up"))
+                for i, rate in enumerate(rates):
+                    level = asyncio.run(poisson_load(local.url, rate, args.seconds, mode, 1000 + i, body))
+                    results.setdefault((mode, rate), []).append(level)
+                    print(f"round {rnd + 1} {mode:10s} rate {rate:5.2f}/s: {level.throughput:6.2f} img/s  "
+                          f"p50 {level.pct(50):.3f}s  p99 {level.pct(99):.3f}s  ({level.requests} ok, "
+                          f"{level.errors} errors)", flush=True)
+                if args.saturation > 0:
+                    replica = serve.get_deployment_handle("ImageGenerator", app_name="bench")
+                    before = replica.work_stats.remote().result()
+                    level = asyncio.run(closed_loop(local.url, args.saturation, args.seconds, 100000, mode, body))
+                    after = replica.work_stats.remote().result()
+                    saturation.setdefault(mode, []).append(level)
+                    work.setdefault(mode, []).append(replica_work(before, after, level))
+                    print(f"round {rnd + 1} {mode:10s} saturation C={args.saturation}: {level.throughput:6.2f} "
+                          f"img/s  p50 {level.pct(50):.3f}s  p99 {level.pct(99):.3f}s  {work[mode][-1]}", flush=True)
         model = serve.get_deployment_handle("ImageGenerator", app_name="bench").info.remote().result().id
     finally:
         ray_local.shutdown()
-    modes = args.modes.split(",")
+
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
     env = args.replica_env or "the service's"
+    rounds = f"; medians of {args.rounds} alternating rounds" if args.rounds > 1 else ""
     lines = [f"model `{model}`, torch threads {args.threads}, {args.num_cpus} Ray CPUs, replica env {env}; "
              f"static: max_batch_size "
              f"{args.batch}, wait {args.wait}s; continuous: max_in_flight {args.batch}; num_steps "
-             f"{args.num_steps or 'default'}; {args.seconds:g}s of Poisson arrivals per rate", "",
-             "| rate req/s | " + " | ".join(f"{m} img/s | p50 s | p99 s" for m in modes) + " |",
-             "|---:|" + "---:|---:|---:|" * len(modes)]
+             f"{args.num_steps or 'default'}; {args.seconds:g}s per rate and saturation run{rounds}", ""]
+    if rates:
+        lines += ["| rate req/s | " + " | ".join(f"{m} img/s | p50 s | p99 s" for m in modes) + " |",
+                  "|---:|" + "---:|---:|---:|" * len(modes)]
     for rate in rates:
         row = [f"{rate:g}"]
         for m in modes:
-            r = results[(m, rate)]
-            row += [f"{r.throughput:.2f}", f"{r.pct(50):.3f}", f"{r.pct(99):.3f}"]
+            rs = results[(m, rate)]
+            row += [f"{mid([r.throughput for r in rs]):.2f}", f"{mid([r.pct(50) for r in rs]):.3f}",
+                    f"{mid([r.pct(99) for r in rs]):.3f}"]
         lines.append("| " + " | ".join(row) + " |")
     if saturation:
         lines += ["", f"saturation (closed loop, {args.saturation} clients): " + ", ".join(
-            f"{m} {r.throughput:.2f} img/s (p99 {r.pct(99):.2f}s; {work[m]})" for m, r in saturation.items())]
-    lines.append(f"\nerrors: {sum(r.errors for r in [*results.values(), *saturation.values()])}")
+            f"{m} {mid([r.throughput for r in rs]):.2f} img/s (p99 {mid([r.pct(99) for r in rs]):.2f}s)"
+            for m, rs in saturation.items())]
+        for m, rs in saturation.items():
+            runs = zip(rs, work[m], strict=True)
+            lines += [f"- {m}: " + "; ".join(f"{r.throughput:.2f} img/s ({w})" for r, w in runs)]
+    everything = [r for rs in [*results.values(), *saturation.values()] for r in rs]
+    lines.append(f"\nerrors: {sum(r.errors for r in everything)}")
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
@@ -244,7 +261,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="write the markdown table here")
     p.add_argument("--arrivals", choices=("closed", "poisson"), default="closed",
                    help="closed loop (concurrency levels) or open-loop Poisson arrivals (rates)")
-    p.add_argument("--rates", default="1,2,4", help="poisson: comma-separated arrival rates, requests/s")
+    p.add_argument("--rates", default="1,2,4", help="poisson: comma-separated arrival rates, requests/s "
+                   "('' with --saturation: the saturation runs alone)")
+    p.add_argument("--rounds", type=int, default=1, help="poisson: sweeps of all modes, alternating (medians)")
     p.add_argument("--saturation", type=int, default=32, help="poisson: closed-loop clients of the saturation "
                    "run of each mode (0: none)")
     p.add_argument("--num-steps", type=int, help="AR steps of every request (default: the model's)")

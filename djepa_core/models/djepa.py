@@ -21,6 +21,7 @@ from djepa_core.heads.mlp import DenoisingMLP
 from djepa_core.models.layers import Block, LayerNorm32, Mlp
 from djepa_core.models.masking import training_mask
 from djepa_core.models.posembed import sincos_table
+from djepa_core.models.ragged import MAX_BUCKETS, RaggedRows
 
 
 @dataclass(frozen=True)
@@ -168,33 +169,38 @@ class DJEPA(nn.Module):
         return self.predict(self.encode(tokens, mask, class_vec), mask)
 
     # ------------------------------------------------------------------ ragged rows (continuous batching)
-    def encode_ragged(self, tokens: torch.Tensor, mask: torch.Tensor,
-                      class_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode_ragged(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor,
+                      max_buckets: int = MAX_BUCKETS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`encode` for rows that mask different numbers of tokens (requests at different AR steps).
 
-        Each row's kept tokens (in position order, as `encode`) are moved to the front and padded to the
-        row maximum K; the blocks' linear layers see only the real tokens (packed), attention sees them
-        padded with the pads masked out of the keys (a masked key adds an exact 0 to the softmax sums), so a
-        row sees exactly what `encode` shows it. Returns (enc [B, buf + K, D], zeros on pads; positions
-        [B, K] of the kept tokens; valid [B, K] bool: False on pads)."""
+        Each row's kept tokens (in position order, as `encode`) are moved to the front; the blocks see the rows
+        packed and bucketed by length (models/ragged.py: linear layers on the real tokens only, attention per
+        bucket of similar rows with the pads masked out of the keys), so a row sees exactly what `encode` shows
+        it. Returns (enc [B, buf + K, D] with K the most kept tokens of a row, zeros on pads; positions [B, K]
+        of the kept tokens; valid [B, K] bool: False on pads)."""
         b = mask.shape[0]
         buf = self.config.buffer_size
         kept = mask == 0
         # stable sort puts each row's kept positions first, in increasing order
         positions = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)
-        k = int(kept.sum(dim=1).max())
+        counts = kept.sum(dim=1)
+        k = int(counts.max())
         positions = positions[:, :k]
         valid = kept.gather(1, positions)
         u = self.z_proj(tokens) + self.encoder_pos_embed_learned  # (B, L, D)
         u = u.gather(1, positions.unsqueeze(-1).expand(-1, -1, u.shape[-1]))  # (B, K, D)
         buffer_rows = (self.buffer + class_vec.unsqueeze(1)).to(u.dtype)  # (B, buf, D)
-        x = self.z_proj_ln(torch.cat([buffer_rows, u], dim=1))
         where = torch.cat([torch.ones(b, buf, dtype=torch.bool, device=mask.device), valid], dim=1)
-        packed = x[where]  # (N real tokens, D)
+        order = torch.argsort(counts, stable=True)  # rows by length: each bucket's tokens are contiguous
+        rows = RaggedRows.plan((counts[order] + buf).tolist(), max_buckets, device=mask.device)
+        where_sorted = where[order]
+        packed = self.z_proj_ln(torch.cat([buffer_rows, u], dim=1)[order][where_sorted])  # (N real tokens, D)
         for block in self.encoder_blocks:
-            packed = cast(Block, block).forward_packed(packed, where)
-        out = x.new_zeros(x.shape)
-        out[where] = self.encoder_norm(packed)
+            packed = cast(Block, block).forward_packed(packed, rows)
+        out_sorted = packed.new_zeros(b, buf + k, packed.shape[-1])
+        out_sorted[where_sorted] = self.encoder_norm(packed)
+        out = torch.empty_like(out_sorted)
+        out[order] = out_sorted
         return out, positions, valid
 
     def predict_ragged(self, enc: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

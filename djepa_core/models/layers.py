@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from djepa_core.models.ragged import RaggedRows
+
 
 class LayerNorm32(nn.LayerNorm):
     """LayerNorm (eps 1e-6 by default) computed in float32, returned in the input dtype."""
@@ -68,17 +70,29 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(b, n, d)
         return self.proj_drop(self.proj(y))
 
-    def forward_packed(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """Rows of different lengths, packed: x [N, D] are the slots of `where` [B, S] (bool) in row-major order.
-        Linear layers see only the N real tokens; attention runs padded to S with the pads masked out."""
-        b, s = where.shape
-        qkv = self.qkv(x)
-        full = qkv.new_zeros(b, s, qkv.shape[-1])
-        full[where] = qkv
-        q, k, v = full.reshape(b, s, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=where[:, None, None, :])  # (B, nh, S, hs)
-        y = y.transpose(1, 2).reshape(b, s, -1)[where]
+    def forward_packed(self, x: torch.Tensor, rows: RaggedRows) -> torch.Tensor:
+        """Rows of different lengths, packed (see models/ragged.py): x [N, D] are the real tokens of `rows`'
+        buckets in order. The linear layers and QK norms see only the N real tokens; attention runs per bucket,
+        padded to the bucket's longest row with the pads masked out of the keys (no mask in an unpadded one)."""
+        n, d = x.shape
+        nh, hs = self.num_heads, self.head_dim
+        qkv = self.qkv(x).view(n, 3, nh, hs)
+        if not (isinstance(self.q_norm, nn.Identity) and isinstance(self.k_norm, nn.Identity)):
+            q, k, v = qkv.unbind(1)
+            qkv = torch.stack([self.q_norm(q), self.k_norm(k), v], dim=1)  # per-token norms: real tokens only
+        parts = []
+        for b in rows.buckets:
+            part = qkv[b.start:b.stop]
+            if b.where is None or b.slots is None:
+                full = part.view(b.rows, b.length, 3, nh, hs)
+            else:
+                full = part.new_zeros(b.rows * b.length, 3, nh, hs).index_copy_(0, b.slots, part)
+                full = full.view(b.rows, b.length, 3, nh, hs)
+            q, k, v = full.permute(2, 0, 3, 1, 4).unbind(0)  # each (rows, nh, length, hs)
+            mask = None if b.where is None else b.where[:, None, None, :]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(-1, d)
+            parts.append(y if b.slots is None else y.index_select(0, b.slots))
+        y = parts[0] if len(parts) == 1 else torch.cat(parts)
         return self.proj_drop(self.proj(y))
 
 
@@ -114,7 +128,7 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x), attn_mask)
         return x + self.mlp(self.norm2(x))
 
-    def forward_packed(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """`forward` on packed rows (see Attention.forward_packed): x [N, D], where [B, S] bool."""
-        x = x + self.attn.forward_packed(self.norm1(x), where)
+    def forward_packed(self, x: torch.Tensor, rows: RaggedRows) -> torch.Tensor:
+        """`forward` on packed rows of different lengths (see Attention.forward_packed): x [N, D]."""
+        x = x + self.attn.forward_packed(self.norm1(x), rows)
         return x + self.mlp(self.norm2(x))

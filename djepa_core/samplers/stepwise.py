@@ -7,9 +7,10 @@ runs ONE AR step for any set of states at once, whatever their step, settings or
 
 - backbone: one forward for all rows ([cond rows of every request; uncond rows of the guided ones]).
   Rows at different steps keep different numbers of tokens visible: `DJEPA.encode_ragged` packs each
-  row's kept tokens and pads to the longest with a key-padding attention mask (padded keys add an
-  exact 0 to the softmax sums, so a row sees exactly what `encode` shows it); the predictor always
-  sees all L slots, so it needs no mask.
+  row's kept tokens for the linear layers and runs attention per bucket of rows of similar length,
+  padded to the bucket's longest row with a key-padding mask (padded keys add an exact 0 to the
+  softmax sums, so a row sees exactly what `encode` shows it; models/ragged.py); the predictor always
+  sees all L slots, so it needs no mask. Rows all at one count take the dense `encode`.
 - head: one sampler call per head configuration (head steps and method are the engine's, so in the
   service one call), rows of every request together, with per-row temperature and per-row guidance
   (`MixedGuidance`: only the guided requests get unconditional rows).
@@ -32,7 +33,7 @@ import torch
 
 from djepa_core.heads.gaussian import Denoiser
 from djepa_core.models.djepa import DJEPA
-from djepa_core.models.masking import mask_from_orders
+from djepa_core.models.ragged import MAX_BUCKETS
 from djepa_core.samplers.bound import StepDenoiser, bind_rows
 from djepa_core.samplers.guidance import cfg_scale_at
 from djepa_core.samplers.masked_ar import (
@@ -165,18 +166,17 @@ def _class_rows(model: DJEPA, states: Sequence[ARState]) -> torch.Tensor:
 
 def _plans(states: Sequence[ARState], length: int) -> tuple[torch.Tensor, torch.Tensor, list[object]]:
     """What each request reveals at this step (as `sample_tokens`): (mask_next [n, L], to_pred [n, L] bool,
-    guidance scale per request: None when unguided). Requests at the same step of the same schedule share
-    one mask computation and one scale."""
+    guidance scale per request: None when unguided). One mask computation for all requests; requests at the
+    same step of the same schedule share one scale."""
     n = len(states)
-    mask_next = torch.empty(n, length, dtype=states[0].mask.dtype, device=states[0].mask.device)
     masks = torch.stack([s.mask for s in states]).bool()
     remaining = masks.sum(dim=1).tolist()
-    by_len: dict[int, list[int]] = {}
+    mask_lens: list[int] = []
     scales: list[object] = []
     scale_cache: dict[tuple[object, ...], object] = {}
     for i, s in enumerate(states):
         mask_len = mask_len_at(s.step, s.settings.num_steps, length, int(remaining[i]))
-        by_len.setdefault(mask_len, []).append(i)
+        mask_lens.append(mask_len)
         if s.guided:
             key = (s.settings.cfg_schedule, s.settings.cfg_scale, mask_len)
             if key not in scale_cache:
@@ -184,10 +184,11 @@ def _plans(states: Sequence[ARState], length: int) -> tuple[torch.Tensor, torch.
             scales.append(scale_cache[key])
         else:
             scales.append(None)
-    for mask_len, members in by_len.items():
-        idx = torch.tensor(members, device=mask_next.device)
-        mask_next[idx] = mask_from_orders(torch.stack([states[i].orders for i in members]), mask_len).to(
-            mask_next.dtype)
+    # a position stays masked iff its rank in the order is below the mask_len (as `mask_from_orders`)
+    orders = torch.stack([s.orders for s in states])
+    ranks = torch.empty_like(orders).scatter_(
+        1, orders, torch.arange(length, device=orders.device).expand(n, length))
+    mask_next = (ranks < torch.tensor(mask_lens, device=orders.device)[:, None]).to(states[0].mask.dtype)
     last = torch.tensor([s.step >= s.settings.num_steps - 1 for s in states], device=masks.device)
     to_pred = torch.where(last[:, None], masks, torch.logical_xor(masks, mask_next.bool()))
     return mask_next, to_pred, scales
@@ -195,12 +196,14 @@ def _plans(states: Sequence[ARState], length: int) -> tuple[torch.Tensor, torch.
 
 @torch.no_grad()
 def advance(model: DJEPA, states: Sequence[ARState],
-            samplers: dict[tuple[object, ...], HeadSampler] | None = None) -> list[ARState]:
+            samplers: dict[tuple[object, ...], HeadSampler] | None = None,
+            max_buckets: int = MAX_BUCKETS) -> list[ARState]:
     """One AR step for every state (none may be done), in one backbone forward; the next states, in order.
 
     Rows that all show the same number of tokens (requests in lockstep: the common case at saturation) take
     the dense `encode` / `predict` of `sample_tokens`; rows at different steps the ragged ones.
-    `samplers`: a cache of head samplers by `head_key` (filled here), to build each one once."""
+    `samplers`: a cache of head samplers by `head_key` (filled here), to build each one once; `max_buckets`:
+    attention calls per encoder layer for rows at different steps (models/ragged.py)."""
     if not states:
         return []
     if any(s.done for s in states):
@@ -217,7 +220,7 @@ def advance(model: DJEPA, states: Sequence[ARState],
     if bool((visible == visible[0]).all()):  # same count everywhere: no padding needed
         z = model.predict(model.encode(tokens, mask, class_vec), mask)
     else:
-        enc, positions, valid = model.encode_ragged(tokens, mask, class_vec)
+        enc, positions, valid = model.encode_ragged(tokens, mask, class_vec, max_buckets)
         z = model.predict_ragged(enc, positions, valid)
     # (n + g, L, Dd); the head's state stays in the tokens' dtype also where autocast runs the network in bf16
     z = z.to(tokens.dtype)
