@@ -147,14 +147,17 @@ def generator_options(mode: str, batch: int, wait: float,
 
 def replica_work(before: dict[str, Any], after: dict[str, Any], level: Level) -> str:
     """The generator replica's side of a run, from its `work_stats` before and after: process CPU seconds per
-    image, the fraction of the run's time its engine was busy, and (continuous) the mean images per step."""
+    image, the fraction of the run's time its engine was busy, and (continuous) the mean images per step and
+    how many different AR steps they were at (1: all in lockstep)."""
     images = max(1, level.requests)
     text = (f"replica {(after['cpu_s'] - before['cpu_s']) / images * 1000:.0f} ms CPU/image, engine busy "
             f"{(after['busy_s'] - before['busy_s']) / level.seconds:.0%}")
     text += (f", {(after['context_switches'] - before['context_switches']) / images:.0f} context switches/image, "
              f"{after['threads']} threads")
     if "steps" in after and after["steps"] > before["steps"]:
-        text += f", {(after['rows'] - before['rows']) / (after['steps'] - before['steps']):.1f} images/step"
+        steps = after["steps"] - before["steps"]
+        text += (f", {(after['rows'] - before['rows']) / steps:.1f} images/step at "
+                 f"{(after['phases'] - before['phases']) / steps:.1f} distinct AR steps")
     return text
 
 

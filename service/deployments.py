@@ -64,7 +64,7 @@ class ImageGeneratorDeployment(GeneratorReplica):
         """The base's, with the step scheduler's steps, image-steps (`rows`) and step seconds added to `busy_s`."""
         stats = await super().work_stats()
         if self.scheduler is not None:
-            stats.update(steps=self.scheduler.steps, rows=self.scheduler.rows,
+            stats.update(steps=self.scheduler.steps, rows=self.scheduler.rows, phases=self.scheduler.phases,
                          busy_s=stats["busy_s"] + self.scheduler.busy_s)
         return stats
 

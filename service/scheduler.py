@@ -93,6 +93,7 @@ class StepScheduler:
         self.steps = 0  # steps run (one backbone forward each)
         self.rows = 0  # image-steps run (the sum of every step's images)
         self.busy_s = 0.0  # wall seconds of the steps (worker thread)
+        self.phases = 0  # the sum of every step's distinct AR step indices (1 per step: all images in lockstep)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -195,6 +196,7 @@ class StepScheduler:
                     await self._wake.wait()
                 continue
             jobs = list(self.active)
+            self.phases += len({len(job.sizes) for job in jobs})  # steps each job has run
             started = time.perf_counter()
             try:
                 results = await asyncio.to_thread(self._step, jobs)

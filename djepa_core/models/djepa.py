@@ -187,20 +187,26 @@ class DJEPA(nn.Module):
         k = int(counts.max())
         positions = positions[:, :k]
         valid = kept.gather(1, positions)
-        u = self.z_proj(tokens) + self.encoder_pos_embed_learned  # (B, L, D)
-        u = u.gather(1, positions.unsqueeze(-1).expand(-1, -1, u.shape[-1]))  # (B, K, D)
-        buffer_rows = (self.buffer + class_vec.unsqueeze(1)).to(u.dtype)  # (B, buf, D)
-        where = torch.cat([torch.ones(b, buf, dtype=torch.bool, device=mask.device), valid], dim=1)
         order = torch.argsort(counts, stable=True)  # rows by length: each bucket's tokens are contiguous
         rows = RaggedRows.plan((counts[order] + buf).tolist(), max_buckets, device=mask.device)
-        where_sorted = where[order]
-        packed = self.z_proj_ln(torch.cat([buffer_rows, u], dim=1)[order][where_sorted])  # (N real tokens, D)
+        # one gather builds the packed tokens (sorted rows, each: its buffer slots, then its kept tokens) from
+        # [buffer rows (B * buf); z_proj(tokens) + P_enc (B * L)]
+        u = self.z_proj(tokens) + self.encoder_pos_embed_learned  # (B, L, D)
+        buffer_rows = (self.buffer + class_vec.unsqueeze(1)).to(u.dtype)  # (B, buf, D)
+        dim = u.shape[-1]
+        source = torch.cat([buffer_rows.reshape(-1, dim), u.reshape(-1, dim)])
+        length = u.shape[1]
+        from_row = order[:, None]
+        slots = torch.cat([from_row * buf + torch.arange(buf, device=mask.device),
+                           b * buf + from_row * length + positions[order]], dim=1)  # (B, buf + K) in `source`
+        where_sorted = torch.cat([torch.ones(b, buf, dtype=torch.bool, device=mask.device), valid[order]], dim=1)
+        packed = self.z_proj_ln(source.index_select(0, slots[where_sorted]))  # (N real tokens, D)
         for block in self.encoder_blocks:
             packed = cast(Block, block).forward_packed(packed, rows)
-        out_sorted = packed.new_zeros(b, buf + k, packed.shape[-1])
-        out_sorted[where_sorted] = self.encoder_norm(packed)
-        out = torch.empty_like(out_sorted)
-        out[order] = out_sorted
+        width = buf + k
+        out_slots = (from_row * width + torch.arange(width, device=mask.device))[where_sorted]
+        out = packed.new_zeros(b * width, dim).index_copy_(0, out_slots, self.encoder_norm(packed))
+        out = out.view(b, width, dim)
         return out, positions, valid
 
     def predict_ragged(self, enc: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -78,9 +78,13 @@ class Attention(nn.Module):
         nh, hs = self.num_heads, self.head_dim
         qkv = self.qkv(x).view(n, 3, nh, hs)
         if not (isinstance(self.q_norm, nn.Identity) and isinstance(self.k_norm, nn.Identity)):
-            q, k, v = qkv.unbind(1)
-            qkv = torch.stack([self.q_norm(q), self.k_norm(k), v], dim=1)  # per-token norms: real tokens only
-        parts = []
+            q, k, v = qkv.unbind(1)  # per-token norms: on the real tokens only
+            if torch.is_grad_enabled():
+                qkv = torch.stack([self.q_norm(q), self.k_norm(k), v], dim=1)
+            else:  # inference: normalise in place (no copy of v)
+                q.copy_(self.q_norm(q))
+                k.copy_(self.k_norm(k))
+        y = qkv.new_empty(n, d)  # the attention dtype (bf16 under autocast)
         for b in rows.buckets:
             part = qkv[b.start:b.stop]
             if b.where is None or b.slots is None:
@@ -90,9 +94,11 @@ class Attention(nn.Module):
                 full = full.view(b.rows, b.length, 3, nh, hs)
             q, k, v = full.permute(2, 0, 3, 1, 4).unbind(0)  # each (rows, nh, length, hs)
             mask = None if b.where is None else b.where[:, None, None, :]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(-1, d)
-            parts.append(y if b.slots is None else y.index_select(0, b.slots))
-        y = parts[0] if len(parts) == 1 else torch.cat(parts)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)  # (rows, length, nh, hs)
+            if b.slots is None:
+                y[b.start:b.stop].view(b.rows, b.length, nh, hs).copy_(out)
+            else:
+                torch.index_select(out.reshape(-1, d), 0, b.slots, out=y[b.start:b.stop])
         return self.proj_drop(self.proj(y))
 
 

@@ -158,9 +158,12 @@ class MixedGuidance:
 
 
 def _class_rows(model: DJEPA, states: Sequence[ARState]) -> torch.Tensor:
-    device = model.fake_latent.device
-    rows = [model.null_vectors(1) if s.label is None else model.class_vectors(torch.tensor([s.label], device=device))
-            for s in states]
+    """Each request's class vector [n, D] (the null class for unconditional ones), in one lookup."""
+    labels = [s.label for s in states]
+    if all(label is not None for label in labels):
+        return model.class_vectors(torch.tensor(labels, device=model.fake_latent.device))
+    rows = [model.null_vectors(1) if s.label is None
+            else model.class_vectors(torch.tensor([s.label], device=model.fake_latent.device)) for s in states]
     return torch.cat(rows)
 
 
