@@ -157,7 +157,8 @@ def replica_work(before: dict[str, Any], after: dict[str, Any], level: Level) ->
     if "steps" in after and after["steps"] > before["steps"]:
         steps = after["steps"] - before["steps"]
         text += (f", {(after['rows'] - before['rows']) / steps:.1f} images/step at "
-                 f"{(after['phases'] - before['phases']) / steps:.1f} distinct AR steps")
+                 f"{(after['phases'] - before['phases']) / steps:.1f} distinct AR steps, "
+                 f"{steps / max(1, after['calls'] - before['calls']):.1f} steps per worker call")
     return text
 
 

@@ -65,6 +65,7 @@ class ImageGeneratorDeployment(GeneratorReplica):
         stats = await super().work_stats()
         if self.scheduler is not None:
             stats.update(steps=self.scheduler.steps, rows=self.scheduler.rows, phases=self.scheduler.phases,
+                         calls=self.scheduler.calls,
                          busy_s=stats["busy_s"] + self.scheduler.busy_s)
         return stats
 

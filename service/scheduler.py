@@ -5,7 +5,9 @@ No Ray here (deployments.py feeds it from handle calls; tests drive it directly)
 2. drops the work of callers that left (their `submit` was cancelled) and answers the images whose
    deadline passed with DeadlineExceeded, at every step, in flight or waiting;
 3. runs ONE step for all in-flight images together (`StepEngine.advance`: one backbone forward, one
-   head call, in a worker thread so the replica keeps accepting requests);
+   head call, in a worker thread so the replica keeps accepting requests). When every slot is taken
+   nobody can join before an image finishes, so the worker runs the steps up to the first finish, due
+   preview, cancelled caller or passed deadline (at most `MAX_RUN` steps) before it comes back;
 4. answers finished images at once and hands due previews to their callers.
 At most `max_in_flight + max_waiting` images are held; `submit` past that raises QueueFull (429).
 """
@@ -22,6 +24,9 @@ from typing import Any, Protocol
 
 from service.errors import DeadlineExceeded, QueueFull
 from service.types import BatchStats, GeneratedImage, ImageItem, ImageOutput, ImagePreview
+
+# steps one worker call may run while every slot is taken: bounds how late a waiting image's deadline is seen
+MAX_RUN = 16
 
 
 class StepEngine(Protocol):
@@ -94,6 +99,7 @@ class StepScheduler:
         self.rows = 0  # image-steps run (the sum of every step's images)
         self.busy_s = 0.0  # wall seconds of the steps (worker thread)
         self.phases = 0  # the sum of every step's distinct AR step indices (1 per step: all images in lockstep)
+        self.calls = 0  # worker calls (each runs one step, or several while every slot is taken)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -196,30 +202,37 @@ class StepScheduler:
                     await self._wake.wait()
                 continue
             jobs = list(self.active)
-            self.phases += len({len(job.sizes) for job in jobs})  # steps each job has run
+            phases = len({len(job.sizes) for job in jobs})  # steps each job has run
+            run = MAX_RUN if len(jobs) >= self.max_in_flight else 1
             started = time.perf_counter()
             try:
-                results = await asyncio.to_thread(self._step, jobs)
+                results, steps = await asyncio.to_thread(self._step, jobs, run, self._first_deadline())
             except Exception as e:  # the step failed as a whole: every image in it fails with the cause
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(e)
                     self.active.remove(job)
                 continue
-            self.steps += 1
-            self.rows += len(jobs)
+            self.calls += 1
+            self.steps += steps
+            self.rows += len(jobs) * steps
+            self.phases += phases * steps
             self.busy_s += time.perf_counter() - started
             for job, result in zip(jobs, results, strict=True):
-                self._deliver(job, result, len(jobs))
+                self._deliver(job, result, len(jobs), steps)
 
-    def _deliver(self, job: _Job, result: _StepResult, size: int) -> None:
+    def _first_deadline(self) -> float | None:
+        deadlines = [job.deadline for job in (*self.active, *self.waiting) if job.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def _deliver(self, job: _Job, result: _StepResult, size: int, steps: int) -> None:
         if result.error is not None:
             if not job.future.done():
                 job.future.set_exception(result.error)
             self.active.remove(job)
             return
         job.state = result.state
-        job.sizes.append(size)
+        job.sizes.extend([size] * steps)
         if job.future.done():  # cancelled while its step ran: dropped at the next reap
             return
         if result.output is not None:
@@ -234,8 +247,11 @@ class StepScheduler:
         elif result.preview is not None and job.on_preview is not None:
             job.on_preview(Preview(self.engine.step_of(job.state), job.item.num_steps, result.preview))
 
-    def _step(self, jobs: Sequence[_Job]) -> list[_StepResult]:
-        """One step for `jobs` (worker thread): start the new ones, advance all, decode the finished."""
+    def _step(self, jobs: Sequence[_Job], run: int = 1,
+              deadline: float | None = None) -> tuple[list[_StepResult], int]:
+        """Steps for `jobs` (worker thread): start the new ones, advance all `run` times at most (stopping after
+        a step that finishes an image, makes a preview due, finds a caller gone or passes `deadline`), decode
+        the finished. Returns the results and the number of steps run."""
         results = [_StepResult() for _ in jobs]
         states: list[Any] = []
         live: list[int] = []
@@ -250,7 +266,13 @@ class StepScheduler:
                 job_state = job.state
             states.append(job_state)
             live.append(k)
-        for k, state in zip(live, self.engine.advance(states), strict=True):
+        steps = 0
+        while True:
+            states = self.engine.advance(states) if states else states
+            steps += 1
+            if steps >= run or not states or self._stop(jobs, live, states, deadline):
+                break
+        for k, state in zip(live, states, strict=True):
             results[k].state = state
         done = [k for k in live if self.engine.is_done(results[k].state)]
         if done:
@@ -259,7 +281,19 @@ class StepScheduler:
                 results[k].output = out
         for k in live:
             job, state = jobs[k], results[k].state
-            if (results[k].output is None and job.preview_every and job.on_preview is not None
-                    and self.engine.step_of(state) % job.preview_every == 0):
+            if results[k].output is None and self._preview_due(job, state):
                 results[k].preview = self.engine.preview(state)
-        return results
+        return results, steps
+
+    def _preview_due(self, job: _Job, state: Any) -> bool:
+        return bool(job.preview_every and job.on_preview is not None
+                    and self.engine.step_of(state) % job.preview_every == 0)
+
+    def _stop(self, jobs: Sequence[_Job], live: Sequence[int], states: Sequence[Any],
+              deadline: float | None) -> bool:
+        """Whether the event loop has something to do after this step (read from the worker thread: a
+        future's done() is a flag read)."""
+        if deadline is not None and self.clock() >= deadline:
+            return True
+        return any(self.engine.is_done(state) or self._preview_due(jobs[k], state) or jobs[k].future.done()
+                   for k, state in zip(live, states, strict=True))

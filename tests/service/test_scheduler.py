@@ -93,6 +93,56 @@ def test_admission_is_bounded_by_max_in_flight(engine: TorchImageEngine, one_thr
     assert all(g.stats.queue_wait_s >= 0 for g in got)
 
 
+class CountingEngine:
+    """The real engine, counting its steps (the test clock below reads the count)."""
+
+    def __init__(self, engine: TorchImageEngine) -> None:
+        self.engine = engine
+        self.advances = 0
+
+    def advance(self, states: Any) -> Any:
+        self.advances += 1
+        return self.engine.advance(states)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+def test_while_every_slot_is_taken_one_worker_call_runs_to_the_first_finish(
+        engine: TorchImageEngine, one_thread: None) -> None:
+    items = [item(1, 1, steps=3), item(2, 2, steps=6), item(3, 3, steps=2)]
+
+    async def main() -> tuple[list[GeneratedImage], StepScheduler]:
+        sched = StepScheduler(CountingEngine(engine), max_in_flight=2)
+        got = await asyncio.gather(*(sched.submit(i) for i in items))
+        return list(got), sched
+
+    got, sched = run(main)
+    # full: images 1 and 2 run 3 steps in one call (image 1 finishes); full again with image 3: 2 steps in one
+    # call (image 3 finishes); image 2 alone is not full: its last step in a call of its own
+    assert (sched.steps, sched.calls) == (6, 3)
+    assert [g.stats.size for g in got] == [2, 2, 2]  # image 2: round((5 * 2 + 1) / 6)
+    for it, g in zip(items, got, strict=True):
+        (alone, _), = engine.generate([it])
+        assert np.abs(pixels(g.output.png) - pixels(alone.png)).max() <= 1
+
+
+def test_a_deadline_stops_a_run_of_steps(engine: TorchImageEngine, one_thread: None) -> None:
+    counting = CountingEngine(engine)
+    drops: list[tuple[str, bool]] = []
+
+    async def main() -> StepScheduler:
+        sched = StepScheduler(counting, max_in_flight=1, clock=lambda: 1000.0 + 10 * counting.advances,
+                              on_drop=lambda r, s: drops.append((r, s)))
+        with pytest.raises(DeadlineExceeded, match="during its generation"):
+            await sched.submit(item(1, 1, steps=8), deadline=1035.0)
+        return sched
+
+    sched = run(main)
+    assert (sched.steps, sched.calls) == (4, 1)  # the clock passed the deadline after step 4: the run stopped there
+    assert drops == [("deadline", True)]
+
+
 def test_a_new_image_joins_at_the_next_step_boundary(engine: TorchImageEngine, one_thread: None) -> None:
     seen: list[tuple[str, int]] = []
 
