@@ -87,7 +87,7 @@ class Attention(nn.Module):
         y = qkv.new_empty(n, d)  # the attention dtype (bf16 under autocast)
         for b in rows.buckets:
             part = qkv[b.start:b.stop]
-            if b.where is None or b.slots is None:
+            if b.slots is None:  # every row of the bucket is b.length long
                 full = part.view(b.rows, b.length, 3, nh, hs)
             else:
                 full = part.new_zeros(b.rows * b.length, 3, nh, hs).index_copy_(0, b.slots, part)

@@ -10,7 +10,7 @@ whose rows are all as long needs neither pads nor mask.
 Why buckets: one bucket padded to the longest row costs rows x longest^2 in attention (and a masked kernel);
 rows spread evenly over 64 AR steps pay about 2.5x the attention of the same rows in lockstep. Splitting the
 length range into a few equal spans bounds every row's padding by a span and keeps the number of extra
-kernel calls small (bench/RESULTS.md, issue 11: "Buckets for the ragged encoder").
+kernel calls small (bench/ragged_step.py; bench/RESULTS.md, issue 11, "Session 6: buckets for the ragged encoder").
 """
 
 from __future__ import annotations
