@@ -4,7 +4,9 @@
 #  2. the trainer step alone (`djepa bench train`): images/s and MFU of djepa-b, bf16 autocast;
 #  3. the sampler (`djepa bench sampler`): djepa-b with guidance at 64 AR steps, batch 256 (goal < 20 ms/image;
 #     the paper: 43 ms/image on an H800): fp32, bf16 autocast, bf16 + torch.compile, bf16 + compile with CUDA
-#     graphs (reduce-overhead), reference (100 DDPM steps) and fewer AR steps. SKIP_COMPILE=1 skips the compiles.
+#     graphs (reduce-overhead), reference (100 DDPM steps) and fewer AR steps. SKIP_COMPILE=1 skips the compiles;
+#  4. continuous against static batching (bench/open_loop.py, issue 11): Poisson arrivals at 25% and 50% of a
+#     full static batch's rate, in-process (the GPU machine has no Ray). SKIP_BATCHING=1 skips it.
 # Steps 2-3 need only torch, numpy and safetensors; step 1 also pyyaml, pillow and tqdm: on a machine without
 # them and without internet, carry wheels (pip download --only-binary=:all: --python-version 3.12 pyyaml pillow
 # tqdm -d bench/wheels) and they are installed from there; SKIP_TRAIN=1 skips step 1.
@@ -66,4 +68,9 @@ if [ "${SKIP_COMPILE:-0}" != 1 ]; then
     "$PY" -m djepa_core.cli bench sampler --presets "$PRESET" --cases ref-64x100 --cfg 3.0 \
       --batch "$SB" --repeats 2 --device "$DEV" --precision bf16 --compile all --compile-mode "$mode"
   done
+fi
+if [ "${SKIP_BATCHING:-0}" != 1 ]; then   # issue 11 where a step's cost barely grows with its batch
+  echo "== continuous against static batching in-process (bench/open_loop.py: Poisson arrivals, no Ray)"
+  "$PY" bench/open_loop.py --preset "$PRESET" --device "$DEV" --precision "$([ "$DEV" = cuda ] && echo bf16 || echo fp32)" \
+    --batch "${SERVE_BATCH:-32}" --loads "${LOADS:-0.25,0.5}" --seconds "${SERVE_SECONDS:-15}"
 fi
