@@ -206,7 +206,8 @@ class StepScheduler:
             run = MAX_RUN if len(jobs) >= self.max_in_flight else 1
             started = time.perf_counter()
             try:
-                results, steps = await asyncio.to_thread(self._step, jobs, run, self._first_deadline())
+                deadline = self._first_deadline() if run > 1 else None  # only a run of steps checks it itself
+                results, steps = await asyncio.to_thread(self._step, jobs, run, deadline)
             except Exception as e:  # the step failed as a whole: every image in it fails with the cause
                 for job in jobs:
                     if not job.future.done():
