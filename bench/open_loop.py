@@ -192,6 +192,8 @@ def main() -> int:
     capacity = args.batch / min(times)
     t = time.perf_counter()
     gen.generate([0], seeds=[0], settings=settings)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     alone = time.perf_counter() - t
     rates = ([float(r) for r in args.rates.split(",") if r.strip()] if args.rates
              else [round(capacity * float(x), 2) for x in args.loads.split(",") if x.strip()])
