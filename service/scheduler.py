@@ -5,9 +5,11 @@ No Ray here (deployments.py feeds it from handle calls; tests drive it directly)
 2. drops the work of callers that left (their `submit` was cancelled) and answers the images whose
    deadline passed with DeadlineExceeded, at every step, in flight or waiting;
 3. runs ONE step for all in-flight images together (`StepEngine.advance`: one backbone forward, one
-   head call, in a worker thread so the replica keeps accepting requests). When every slot is taken
-   nobody can join before an image finishes, so the worker runs the steps up to the first finish, due
-   preview, cancelled caller or passed deadline (at most `MAX_RUN` steps) before it comes back;
+   head call, in a worker thread so the replica keeps accepting requests). The worker runs the steps up
+   to the first that finishes an image, makes a preview due, finds a caller gone, passes a deadline or
+   ends with an image waiting for a free slot (at most `MAX_RUN` steps) before it comes back: a new
+   image still joins at the next step boundary, and the event loop's round trip (a thread hand-off and
+   a wake-up, slower in a busy Ray replica than the step itself at small batches) is paid per run;
 4. answers finished images at once and hands due previews to their callers.
 At most `max_in_flight + max_waiting` images are held; `submit` past that raises QueueFull (429).
 """
@@ -25,7 +27,8 @@ from typing import Any, Protocol
 from service.errors import DeadlineExceeded, QueueFull
 from service.types import BatchStats, GeneratedImage, ImageItem, ImageOutput, ImagePreview
 
-# steps one worker call may run while every slot is taken: bounds how late a waiting image's deadline is seen
+# steps one worker call may run: bounds how late the deadline of an image that starts waiting during a run while
+# every slot is taken is seen (with a free slot, a waiting image ends the run after the current step)
 MAX_RUN = 16
 
 
@@ -203,11 +206,9 @@ class StepScheduler:
                 continue
             jobs = list(self.active)
             phases = len({len(job.sizes) for job in jobs})  # steps each job has run
-            run = MAX_RUN if len(jobs) >= self.max_in_flight else 1
             started = time.perf_counter()
             try:
-                deadline = self._first_deadline() if run > 1 else None  # only a run of steps checks it itself
-                results, steps = await asyncio.to_thread(self._step, jobs, run, deadline)
+                results, steps = await asyncio.to_thread(self._step, jobs, MAX_RUN, self._first_deadline())
             except Exception as e:  # the step failed as a whole: every image in it fails with the cause
                 for job in jobs:
                     if not job.future.done():
@@ -251,8 +252,8 @@ class StepScheduler:
     def _step(self, jobs: Sequence[_Job], run: int = 1,
               deadline: float | None = None) -> tuple[list[_StepResult], int]:
         """Steps for `jobs` (worker thread): start the new ones, advance all `run` times at most (stopping after
-        a step that finishes an image, makes a preview due, finds a caller gone or passes `deadline`), decode
-        the finished. Returns the results and the number of steps run."""
+        a step that finishes an image, makes a preview due, finds a caller gone, passes `deadline` or leaves an
+        image waiting for a free slot), decode the finished. Returns the results and the number of steps run."""
         results = [_StepResult() for _ in jobs]
         states: list[Any] = []
         live: list[int] = []
@@ -293,8 +294,10 @@ class StepScheduler:
     def _stop(self, jobs: Sequence[_Job], live: Sequence[int], states: Sequence[Any],
               deadline: float | None) -> bool:
         """Whether the event loop has something to do after this step (read from the worker thread: a
-        future's done() is a flag read)."""
+        future's done() is a flag read; `submit` only appends to `waiting`, `active` changes on the loop only)."""
         if deadline is not None and self.clock() >= deadline:
+            return True
+        if self.waiting and len(self.active) < self.max_in_flight:  # an image can join at this boundary
             return True
         return any(self.engine.is_done(state) or self._preview_due(jobs[k], state) or jobs[k].future.done()
                    for k, state in zip(live, states, strict=True))

@@ -8,7 +8,10 @@ Time is a test clock the test moves itself (no timed tests).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -125,6 +128,40 @@ def test_while_every_slot_is_taken_one_worker_call_runs_to_the_first_finish(
     for it, g in zip(items, got, strict=True):
         (alone, _), = engine.generate([it])
         assert np.abs(pixels(g.output.png) - pixels(alone.png)).max() <= 1
+
+
+def test_with_free_slots_a_run_goes_on_until_an_image_waits(engine: TorchImageEngine, one_thread: None) -> None:
+    """Alone, an image runs its steps in one worker call (no round trip through the event loop per step); an
+    image that arrives during the run ends it after the current step and joins at that boundary."""
+    late: list[concurrent.futures.Future[GeneratedImage]] = []
+
+    async def main() -> tuple[list[GeneratedImage], StepScheduler]:
+        loop = asyncio.get_running_loop()
+        counting = CountingEngine(engine)
+        sched = StepScheduler(counting, max_in_flight=4)
+        alone = await sched.submit(item(5, 5, steps=6))
+        assert (sched.steps, sched.calls) == (6, 1)
+
+        def advance(states: Any) -> Any:  # the worker thread: after the first image's step 2, a second arrives
+            out = counting.engine.advance(states)
+            counting.advances += 1
+            if counting.advances == 8:
+                late.append(asyncio.run_coroutine_threadsafe(sched.submit(item(4, 4, steps=2)), loop))
+                taken = time.monotonic() + 30  # bounded: the event loop takes the submit at once
+                while not sched.waiting and time.monotonic() < taken:
+                    threading.Event().wait(0.001)
+            return out
+
+        counting.advance = advance  # type: ignore[method-assign]
+        first = await sched.submit(item(1, 1, steps=6))
+        return [alone, first, await asyncio.wrap_future(late[0])], sched
+
+    (alone, first, second), sched = run(main)
+    # the first image: steps 1-2 in one call (the second image waits), 3-4 together (the second finishes),
+    # then 5-6 in one call
+    assert (sched.steps, sched.calls) == (12, 4)
+    assert second.stats.size == 2 and first.stats.size == 1  # round(8 / 6): shared steps 3 and 4 only
+    assert alone.stats.size == 1
 
 
 def test_a_deadline_stops_a_run_of_steps(engine: TorchImageEngine, one_thread: None) -> None:
