@@ -83,6 +83,7 @@ def compile_model(model: DJEPA, target: CompileTarget, mode: str = "default") ->
     if target in ("backbone", "all"):
         model.encode = compiled(model.encode)  # type: ignore[method-assign]
         model.predict = compiled(model.predict)  # type: ignore[method-assign]
+        model.predict_at = compiled(model.predict_at)  # type: ignore[method-assign]
 
 
 def add_fast_path_arguments(parser: argparse.ArgumentParser) -> None:

@@ -165,6 +165,26 @@ class DJEPA(nn.Module):
         x = self._run(self.decoder_blocks, self.predictor_input(enc, mask))
         return self.decoder_norm(x)[:, self.config.buffer_size:]
 
+    def predict_at(self, enc: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """`predict(enc, mask)[query]` [Q, Dd] (`query` [B, L] bool; rows in row then position order), for
+        sampling, where the head reads z at the slots it generates only: every block but the last runs on all
+        slots, the last one's queries, MLP and the final norm only on the asked slots (plus pads to the row with
+        the most). Equal to `predict` up to float rounding; inference only (no attention dropout)."""
+        return self._predict_at(self.predictor_input(enc, mask), query)
+
+    def _predict_at(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        blocks = list(self.decoder_blocks)
+        for block in blocks[:-1]:
+            x = block(x)
+        counts = query.sum(dim=1)
+        width = int(counts.max())
+        # stable sort puts each row's asked positions first, in increasing order (as boolean indexing reads them)
+        positions = torch.argsort((~query).to(torch.int8), dim=1, stable=True)[:, :width]
+        out = self.decoder_norm(cast(Block, blocks[-1]).forward_at(x, positions + self.config.buffer_size))
+        if bool((counts == width).all()):  # the same count in every row (a static batch): no pads
+            return out.reshape(-1, out.shape[-1])
+        return out[query.gather(1, positions)]
+
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, class_vec: torch.Tensor) -> torch.Tensor:
         return self.predict(self.encode(tokens, mask, class_vec), mask)
 
@@ -211,6 +231,16 @@ class DJEPA(nn.Module):
 
     def predict_ragged(self, enc: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """`predict` for `encode_ragged`'s output: z [B, L, Dd] (every row has all L slots here)."""
+        x = self._ragged_predictor_input(enc, positions, valid)
+        return self.decoder_norm(self._run(self.decoder_blocks, x))[:, self.config.buffer_size:]
+
+    def predict_ragged_at(self, enc: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
+                          query: torch.Tensor) -> torch.Tensor:
+        """`predict_ragged(...)[query]` [Q, Dd], as `predict_at`."""
+        return self._predict_at(self._ragged_predictor_input(enc, positions, valid), query)
+
+    def _ragged_predictor_input(self, enc: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """`predictor_input` for `encode_ragged`'s output: [B, buf + L, Dd]."""
         b, k = positions.shape
         buf, length = self.config.buffer_size, self.config.seq_len
         x = self.decoder_embed(enc)  # (B, buf + K, Dd)
@@ -218,8 +248,7 @@ class DJEPA(nn.Module):
         rows = torch.arange(b, device=positions.device)[:, None].expand(b, k)
         image[rows[valid], positions[valid]] = x[:, buf:][valid]
         image = image + self.decoder_pos_embed_learned
-        full = torch.cat([x[:, :buf], image], dim=1)
-        return self.decoder_norm(self._run(self.decoder_blocks, full))[:, buf:]
+        return torch.cat([x[:, :buf], image], dim=1)
 
     @torch.no_grad()
     def target_features(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,8 @@ class LayerNorm32(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.float() if self.weight is not None else None
         b = self.bias.float() if self.bias is not None else None
+        if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
+            return F.layer_norm(x, self.normalized_shape, w, b, self.eps)  # the same op, without the casts
         with torch.autocast(device_type=x.device.type, enabled=False):
             y = F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
         return y.to(x.dtype)
@@ -69,6 +71,17 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)  # (B, nh, N, hs)
         y = y.transpose(1, 2).reshape(b, n, d)
         return self.proj_drop(self.proj(y))
+
+    def forward_at(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """`forward(x)` at the tokens `index` [B, Q] of each row only: [B, Q, D]. Keys and values come from every
+        token; queries, the output projection (and what follows in the block) only from the asked ones."""
+        b, n, d = x.shape
+        nh, hs = self.num_heads, self.head_dim
+        qkv = self.qkv(x).view(b, n, 3, nh, hs)
+        q = qkv[:, :, 0].gather(1, index[:, :, None, None].expand(-1, -1, nh, hs))  # (B, Q, nh, hs)
+        q, k = self.q_norm(q.transpose(1, 2)), self.k_norm(qkv[:, :, 1].transpose(1, 2))
+        y = F.scaled_dot_product_attention(q, k, qkv[:, :, 2].transpose(1, 2))  # (B, nh, Q, hs)
+        return self.proj_drop(self.proj(y.transpose(1, 2).reshape(b, index.shape[1], d)))
 
     def forward_packed(self, x: torch.Tensor, rows: RaggedRows) -> torch.Tensor:
         """Rows of different lengths, packed (see models/ragged.py): x [N, D] are the real tokens of `rows`'
@@ -133,6 +146,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), attn_mask)
         return x + self.mlp(self.norm2(x))
+
+    def forward_at(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """`forward(x)` at the tokens `index` [B, Q] of each row only (inference: no attention dropout): [B, Q, D]."""
+        picked = x.gather(1, index[:, :, None].expand(-1, -1, x.shape[-1]))
+        picked = picked + self.attn.forward_at(self.norm1(x), index)
+        return picked + self.mlp(self.norm2(picked))
 
     def forward_packed(self, x: torch.Tensor, rows: RaggedRows) -> torch.Tensor:
         """`forward` on packed rows of different lengths (see Attention.forward_packed): x [N, D]."""

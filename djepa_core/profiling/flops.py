@@ -1,7 +1,7 @@
 """Model FLOPs of one generation, split by part, and the machine's measured matmul rate.
 
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` (2 per multiply-add, matmuls and
-attention); the split counts `model.encode` and `model.predict` under their own counters and gives the
+attention); the split counts `model.encode` and `model.predict` / `predict_at` under their own counters and gives the
 rest (the denoising head's loop, plus the negligible decode) to the head.
 """
 
@@ -61,9 +61,9 @@ def split_flops(model: DJEPA, run: Callable[[], Any]) -> FlopSplit:
     """FLOPs of `run()` split into encoder, predictor and the rest (the head)."""
     total = count_flops(run)
     parts: dict[str, int] = {}
-    with _counted(model, "encode", parts), _counted(model, "predict", parts):
+    with _counted(model, "encode", parts), _counted(model, "predict", parts), _counted(model, "predict_at", parts):
         run()
-    enc, pred = parts.get("encode", 0), parts.get("predict", 0)
+    enc, pred = parts.get("encode", 0), parts.get("predict", 0) + parts.get("predict_at", 0)
     return FlopSplit(encoder=enc, predictor=pred, head=max(0, total - enc - pred))
 
 

@@ -19,14 +19,16 @@ StepDenoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def bind_rows(net: Denoiser, cond: torch.Tensor, cfg_scale: float | torch.Tensor | None = None,
-              guided_channels: int = 0, reference_arithmetic: bool = False) -> StepDenoiser:
+              guided_channels: int = 0, reference_arithmetic: bool = False,
+              times: Sequence[torch.Tensor] = ()) -> StepDenoiser:
     """f(x, t) = net(x, t for every row, cond), guided when `cfg_scale` is given ([cond; uncond] rows).
 
     `reference_arithmetic`: keep the reference's per-row time embedding (bit-identical replays).
+    `times`: the time tensors the loop will pass, for a head that precomputes their conditioning.
     """
     bind = getattr(net, "bind", None)
     if bind is not None:
-        step: StepDenoiser = bind(cond, per_row_time=reference_arithmetic)
+        step: StepDenoiser = bind(cond, per_row_time=reference_arithmetic, times=times)
     else:
         n = cond.shape[0]
 

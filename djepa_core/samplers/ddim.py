@@ -28,10 +28,13 @@ def ddim_sample(net: Denoiser, cond: torch.Tensor, schedule: GaussianSchedule, n
         raise ValueError(f"eta must be >= 0, got {eta}")
     dev, dt = cond.device, cond.dtype
     x = initial_rows(noise, cond, token_dim, cfg_scale is not None, segments)
-    model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic)
+    # the loop passes these very tensors (original timesteps, last first): the head may precompute for them
+    times = [schedule.original_steps(torch.full((1,), i, dtype=torch.long, device=dev))
+             for i in reversed(range(schedule.num_steps))]
+    model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic, times)
     ab_all, ab_prev_all = schedule.alphas_cumprod, schedule.alphas_cumprod_prev
-    for i in reversed(range(schedule.num_steps)):
-        eps = model(x, schedule.original_steps(torch.full((1,), i, dtype=torch.long, device=dev)))[:, :token_dim]
+    for i, t_model in zip(reversed(range(schedule.num_steps)), times, strict=True):
+        eps = model(x, t_model)[:, :token_dim]
         ab, ab_prev = float(ab_all[i]), float(ab_prev_all[i])
         x0 = (x - (1 - ab) ** 0.5 * eps) / ab**0.5
         sigma = eta * ((1 - ab_prev) / (1 - ab)) ** 0.5 * (1 - ab / ab_prev) ** 0.5 if i > 0 else 0.0

@@ -27,10 +27,13 @@ def ddpm_sample(net: Denoiser, cond: torch.Tensor, schedule: GaussianSchedule, n
     n = cond.shape[0]
     dev, dt = cond.device, cond.dtype
     x = initial_rows(noise, cond, token_dim, cfg_scale is not None, segments)
-    model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic)  # cond embedded once per AR step
-    for i in reversed(range(schedule.num_steps)):
+    # the loop passes these very tensors (original timesteps, last first): the head may precompute for them
+    times = [schedule.original_steps(torch.full((1,), i, dtype=torch.long, device=dev))
+             for i in reversed(range(schedule.num_steps))]
+    model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic, times)  # cond embedded once per AR step
+    for i, t_model in zip(reversed(range(schedule.num_steps)), times, strict=True):
         t = torch.full((n,), i, dtype=torch.long, device=dev)
-        out = model(x, schedule.original_steps(torch.full((1,), i, dtype=torch.long, device=dev)))
+        out = model(x, t_model)
         pred = p_mean_variance(schedule, out, x, t)
         xi = noise.normal(tuple(x.shape), segments, device=dev, dtype=dt)
         nonzero = (t != 0).to(dt)[:, None]

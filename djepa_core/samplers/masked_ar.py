@@ -164,22 +164,22 @@ def sample_tokens(model: DJEPA, labels: torch.Tensor | None, noise: NoiseSource,
     for step in range(settings.num_steps):
         remaining = int(mask[0].sum())
         x_in, m_in = (torch.cat([tokens, tokens]), torch.cat([mask, mask])) if use_cfg else (tokens, mask)
-        z = model.predict(model.encode(x_in, m_in, class_vec), m_in)  # (B or 2B, L, Dd)
-
         mask_len = mask_len_at(step, settings.num_steps, length, remaining)
         mask_next = mask_from_orders(orders, mask_len)
         last = step >= settings.num_steps - 1
         to_pred = mask.bool() if last else torch.logical_xor(mask.bool(), mask_next.bool())
+        query = torch.cat([to_pred, to_pred]) if use_cfg else to_pred
+        enc = model.encode(x_in, m_in, class_vec)
+        # [cond rows; uncond rows] at the slots to generate: the reference's full predictor pass op for op, else
+        # the same z with the last predictor block at these slots only
+        cond = model.predict(enc, m_in)[query] if settings.reference_arithmetic else model.predict_at(enc, m_in, query)
         mask = mask_next
         per_sample = int(to_pred[0].sum())
         segments = [per_sample] * b
         scale: float | torch.Tensor | None = None
         if use_cfg:
-            cond = torch.cat([z[:b][to_pred], z[b:][to_pred]])
             segments = segments * 2
             scale = cfg_scale_at(settings.cfg_schedule, settings.cfg_scale, length, mask_len)
-        else:
-            cond = z[to_pred]
         # the head's state stays in the model's dtype also where autocast runs the network in bf16
         rows = sampler(model.head, cond.to(dtype), noise, settings.temperature, scale, segments)
         if use_cfg:

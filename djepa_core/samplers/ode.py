@@ -29,10 +29,11 @@ def flow_sample(net: Denoiser, cond: torch.Tensor, grid: torch.Tensor, noise: No
     """
     dev = cond.device
     x = initial_rows(noise, cond, token_dim, cfg_scale is not None, segments)
-    model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic)  # cond embedded once per AR step
-    grid = grid.to(dev)
-    for k in range(grid.numel() - 1):
-        t0, t1 = grid[k], grid[k + 1]
+    times = grid.to(dev).unbind()  # the loop passes these very tensors: the head may precompute for them
+    asked = times if method == "heun" else times[:-1]  # Euler never evaluates at the last time
+    model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic, asked)  # cond embedded once per AR step
+    for k in range(len(times) - 1):
+        t0, t1 = times[k], times[k + 1]
         step = t1 - t0
         v0 = model(x, t0)
         if method == "euler":

@@ -10,7 +10,8 @@ runs ONE AR step for any set of states at once, whatever their step, settings or
   row's kept tokens for the linear layers and runs attention per bucket of rows of similar length,
   padded to the bucket's longest row with a key-padding mask (padded keys add an exact 0 to the
   softmax sums, so a row sees exactly what `encode` shows it; models/ragged.py); the predictor always
-  sees all L slots, so it needs no mask. Rows all at one count take the dense `encode`.
+  sees all L slots, so it needs no mask, and its last block runs only at the slots the head reads
+  (`predict_at`). Rows all at one count take the dense `encode`.
 - head: one sampler call per head configuration (head steps and method are the engine's, so in the
   service one call), rows of every request together, with per-row temperature and per-row guidance
   (`MixedGuidance`: only the guided requests get unconditional rows).
@@ -144,9 +145,18 @@ class MixedGuidance:
         result[self.guided_rows, :c] = g
         return result
 
-    def bind(self, c: torch.Tensor, per_row_time: bool = False) -> StepDenoiser:
-        inner = bind_rows(self.net, torch.cat([c, self.uncond]), None, 0, per_row_time)
+    def bind(self, c: torch.Tensor, per_row_time: bool = False, times: Sequence[torch.Tensor] = ()) -> StepDenoiser:
+        inner = bind_rows(self.net, torch.cat([c, self.uncond]), None, 0, per_row_time, times)
         n = c.shape[0]
+        if self.guided_rows.numel() == n:  # every row guided (rows in order): the same arithmetic, fewer ops
+            def every_row(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                out = inner(torch.cat([x, x]), t).to(self.scales.dtype)
+                cond_out, un = out[:n], out[n:]
+                if out.shape[1] != self.channels:
+                    return self._combine(out, n)
+                return un + self.scales * (cond_out - un)
+
+            return every_row
 
         def step(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self._combine(inner(torch.cat([x, x[self.guided_rows]]), t), n)
@@ -197,6 +207,13 @@ def _plans(states: Sequence[ARState], length: int) -> tuple[torch.Tensor, torch.
     return mask_next, to_pred, scales
 
 
+def _at_slots(rows: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """z [B, L, Dd] holding `rows` [Q, Dd] at the `query` slots (zeros elsewhere: never read)."""
+    z = rows.new_zeros(*query.shape, rows.shape[-1])
+    z[query] = rows
+    return z
+
+
 @torch.no_grad()
 def advance(model: DJEPA, states: Sequence[ARState],
             samplers: dict[tuple[object, ...], HeadSampler] | None = None,
@@ -219,16 +236,20 @@ def advance(model: DJEPA, states: Sequence[ARState],
     tokens = torch.stack([s.tokens for s in rows])
     mask = torch.stack([s.mask for s in rows])
     class_vec = torch.cat([_class_rows(model, states), model.null_vectors(len(guided))])
+    mask_next, to_pred, scales = _plans(states, length)
     visible = mask.sum(dim=1)
+    query = torch.cat([to_pred, to_pred[guided]])  # the slots the head reads, per row
+    exact = any(s.settings.reference_arithmetic for s in states)  # the full predictor pass, op for op
     if bool((visible == visible[0]).all()):  # same count everywhere: no padding needed
-        z = model.predict(model.encode(tokens, mask, class_vec), mask)
+        enc = model.encode(tokens, mask, class_vec)
+        z = model.predict(enc, mask) if exact else _at_slots(model.predict_at(enc, mask, query), query)
     else:
         enc, positions, valid = model.encode_ragged(tokens, mask, class_vec, max_buckets)
-        z = model.predict_ragged(enc, positions, valid)
+        z = (model.predict_ragged(enc, positions, valid) if exact
+             else _at_slots(model.predict_ragged_at(enc, positions, valid, query), query))
     # (n + g, L, Dd); the head's state stays in the tokens' dtype also where autocast runs the network in bf16
     z = z.to(tokens.dtype)
     uncond_row = {i: n + k for k, i in enumerate(guided)}
-    mask_next, to_pred, scales = _plans(states, length)
     counts_all = to_pred.sum(dim=1).tolist()
 
     new_rows: dict[int, torch.Tensor] = {}

@@ -98,3 +98,35 @@ def test_ragged_encoder_with_autograd_on(model: DJEPA) -> None:
     enc.sum().backward()
     assert model.z_proj.weight.grad is not None
     model.zero_grad(set_to_none=True)
+
+
+def _queries(visible: list[int], masks: torch.Tensor, asked: list[int]) -> torch.Tensor:
+    """Per row, `asked[row]` of its masked slots (the ones a sampling step generates; 0: none)."""
+    g = torch.Generator().manual_seed(2)
+    query = torch.zeros_like(masks, dtype=torch.bool)
+    for row, k in enumerate(asked):
+        masked = masks[row].nonzero().flatten()
+        query[row, masked[torch.randperm(masked.numel(), generator=g)[:k]]] = True
+    return query
+
+
+@pytest.mark.parametrize("asked", [[3, 3, 3, 3], [1, 5, 0, 2]], ids=["equal-counts", "padded"])
+def test_the_predictor_at_asked_slots_equals_the_full_pass(model: DJEPA, asked: list[int]) -> None:
+    """`predict_at` / `predict_ragged_at` (the last block at the asked slots only) read the same z as the full pass
+    at those slots, in the order boolean indexing reads them."""
+    visible = [20, 20, 20, 20]
+    tokens, masks, class_vec = _rows(model, visible)
+    query = _queries(visible, masks, asked)
+    with torch.no_grad():
+        enc = model.encode(tokens, masks, class_vec)
+        full = model.predict(enc, masks)
+        torch.testing.assert_close(model.predict_at(enc, masks, query), full[query], rtol=1e-5, atol=1e-5)
+    ragged_visible = [5, 30, 30, 61]
+    tokens, masks, class_vec = _rows(model, ragged_visible)
+    query = _queries(ragged_visible, masks, asked)
+    with torch.no_grad():
+        enc, positions, valid = model.encode_ragged(tokens, masks, class_vec, 2)
+        full = model.predict_ragged(enc, positions, valid)
+        got = model.predict_ragged_at(enc, positions, valid, query)
+    assert got.shape == (sum(asked), model.config.decoder_dim)
+    torch.testing.assert_close(got, full[query], rtol=1e-5, atol=1e-5)

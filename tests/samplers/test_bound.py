@@ -54,3 +54,42 @@ def test_fast_path_matches_reference_arithmetic_on_the_embedded_model() -> None:
     a = gen.generate([0, 3, 7, 9], seeds=[0, 1, 2, 3], settings=fast)
     b = gen.generate([0, 3, 7, 9], seeds=[0, 1, 2, 3], settings=exact)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_bind_with_the_loops_times_precomputes_their_conditioning() -> None:
+    """Given the loop's time tensors, `bind` computes their embeddings and every adaLN modulation up front: calls
+    with those very tensors equal the per-call path up to float rounding; any other time is computed per call."""
+    net = _net()
+    x, c = torch.randn(10, 8), torch.randn(10, 32)
+    times = torch.linspace(0, 1, 6).unbind()
+    plain, pre = net.bind(c), net.bind(c, times=times)
+    for t in times:
+        torch.testing.assert_close(pre(x, t), plain(x, t), rtol=1e-5, atol=1e-5)
+    other = torch.tensor(0.37)
+    assert torch.equal(pre(x, other), plain(x, other))  # not one of the loop's tensors: the per-call path
+    assert torch.equal(pre(x, times[2].clone()), plain(x, times[2]))  # an equal value, another tensor: per call
+    exact = net.bind(c, per_row_time=True, times=times)  # the reference's arithmetic keeps its per-row path
+    assert torch.equal(exact(x, times[3]), net(x, times[3].reshape(1).expand(10), c))
+
+
+def test_bind_precomputes_only_within_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from djepa_core.heads import mlp
+
+    net = _net()
+    x, c = torch.randn(10, 8), torch.randn(10, 32)
+    times = torch.linspace(0, 1, 6).unbind()
+    calls: list[int] = []
+    embed = net.time_embed.forward
+
+    def counted(t: torch.Tensor) -> torch.Tensor:
+        calls.append(t.numel())
+        return embed(t)
+
+    monkeypatch.setattr(net.time_embed, "forward", counted)
+    net.bind(c, times=times)
+    assert calls == [6]  # every loop time in one call
+    calls.clear()
+    monkeypatch.setattr(mlp, "PRECOMPUTE_LIMIT", 6 * 10 * net._modulation_width() - 1)
+    step = net.bind(c, times=times)
+    assert calls == []  # over the limit: nothing precomputed ...
+    assert torch.equal(step(x, times[1]), net.bind(c)(x, times[1]))  # ... and each call computes its own
