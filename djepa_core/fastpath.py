@@ -79,7 +79,8 @@ def compile_model(model: DJEPA, target: CompileTarget, mode: str = "default") ->
 
     if target in ("head", "all"):
         head = model.head
-        head.forward_with_condition = compiled(head.forward_with_condition)  # type: ignore[method-assign]
+        # the network on x given its adaLN modulations: every head step runs it (the modulations may be precomputed)
+        head.forward_modulated = compiled(head.forward_modulated)  # type: ignore[method-assign]
     if target in ("backbone", "all"):
         model.encode = compiled(model.encode)  # type: ignore[method-assign]
         model.predict = compiled(model.predict)  # type: ignore[method-assign]

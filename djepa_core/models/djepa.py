@@ -174,6 +174,8 @@ class DJEPA(nn.Module):
 
     def _predict_at(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         blocks = list(self.decoder_blocks)
+        if not blocks:  # a predictor without blocks: its norm per slot
+            return self.decoder_norm(x[:, self.config.buffer_size:][query])
         for block in blocks[:-1]:
             x = block(x)
         counts = query.sum(dim=1)

@@ -130,3 +130,13 @@ def test_the_predictor_at_asked_slots_equals_the_full_pass(model: DJEPA, asked: 
         got = model.predict_ragged_at(enc, positions, valid, query)
     assert got.shape == (sum(asked), model.config.decoder_dim)
     torch.testing.assert_close(got, full[query], rtol=1e-5, atol=1e-5)
+
+
+def test_the_predictor_at_asked_slots_without_predictor_blocks() -> None:
+    torch.manual_seed(0)
+    model = DJEPA(get_preset("djepa-tiny64").model.replace(decoder_depth=0)).eval()
+    tokens, masks, class_vec = _rows(model, [10, 10])
+    query = _queries([10, 10], masks, [2, 3])
+    with torch.no_grad():
+        enc = model.encode(tokens, masks, class_vec)
+        torch.testing.assert_close(model.predict_at(enc, masks, query), model.predict(enc, masks)[query])
