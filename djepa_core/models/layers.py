@@ -20,10 +20,12 @@ class LayerNorm32(nn.LayerNorm):
         super().__init__(dim, eps=eps, elementwise_affine=elementwise_affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.float() if self.weight is not None else None
-        b = self.bias.float() if self.bias is not None else None
-        if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
+        w, b = self.weight, self.bias
+        if (x.dtype == torch.float32 and (w is None or w.dtype == torch.float32)
+                and not torch.is_autocast_enabled(x.device.type)):
             return F.layer_norm(x, self.normalized_shape, w, b, self.eps)  # the same op, without the casts
+        w = w.float() if w is not None else None
+        b = b.float() if b is not None else None
         with torch.autocast(device_type=x.device.type, enabled=False):
             y = F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
         return y.to(x.dtype)
@@ -38,6 +40,8 @@ class RMSNorm32(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:  # the same ops, without the casts
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
         x32 = x.float()
         y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return (y * self.weight.float()).to(x.dtype)
@@ -129,6 +133,8 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # dropout is the identity: skip its calls
+            return self.fc2(self.norm(self.act(self.fc1(x))))
         return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
 
 
