@@ -24,10 +24,10 @@ class LayerNorm32(nn.LayerNorm):
         if (x.dtype == torch.float32 and (w is None or w.dtype == torch.float32)
                 and not torch.is_autocast_enabled(x.device.type)):
             return F.layer_norm(x, self.normalized_shape, w, b, self.eps)  # the same op, without the casts
-        w = w.float() if w is not None else None
-        b = b.float() if b is not None else None
+        w32 = w.float() if w is not None else None
+        b32 = b.float() if b is not None else None
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y = F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
+            y = F.layer_norm(x.float(), self.normalized_shape, w32, b32, self.eps)
         return y.to(x.dtype)
 
 
