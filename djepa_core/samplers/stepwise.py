@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -207,13 +208,6 @@ def _plans(states: Sequence[ARState], length: int) -> tuple[torch.Tensor, torch.
     return mask_next, to_pred, scales
 
 
-def _at_slots(rows: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """z [B, L, Dd] holding `rows` [Q, Dd] at the `query` slots (zeros elsewhere: never read)."""
-    z = rows.new_zeros(*query.shape, rows.shape[-1])
-    z[query] = rows
-    return z
-
-
 @torch.no_grad()
 def advance(model: DJEPA, states: Sequence[ARState],
             samplers: dict[tuple[object, ...], HeadSampler] | None = None,
@@ -242,15 +236,18 @@ def advance(model: DJEPA, states: Sequence[ARState],
     exact = any(s.settings.reference_arithmetic for s in states)  # the full predictor pass, op for op
     if bool((visible == visible[0]).all()):  # same count everywhere: no padding needed
         enc = model.encode(tokens, mask, class_vec)
-        z = model.predict(enc, mask) if exact else _at_slots(model.predict_at(enc, mask, query), query)
+        zq = model.predict(enc, mask)[query] if exact else model.predict_at(enc, mask, query)
     else:
         enc, positions, valid = model.encode_ragged(tokens, mask, class_vec, max_buckets)
-        z = (model.predict_ragged(enc, positions, valid) if exact
-             else _at_slots(model.predict_ragged_at(enc, positions, valid, query), query))
-    # (n + g, L, Dd); the head's state stays in the tokens' dtype also where autocast runs the network in bf16
-    z = z.to(tokens.dtype)
+        zq = (model.predict_ragged(enc, positions, valid)[query] if exact
+              else model.predict_ragged_at(enc, positions, valid, query))
+    # z at the slots the head reads: [each request's cond row; each guided request's uncond row], every row's slots in
+    # position order; the head's state stays in the tokens' dtype also where autocast runs the network in bf16
+    zq = zq.to(tokens.dtype)
+    counts_all = [int(c) for c in to_pred.sum(dim=1).tolist()]
+    cond_total = sum(counts_all)
     uncond_row = {i: n + k for k, i in enumerate(guided)}
-    counts_all = to_pred.sum(dim=1).tolist()
+    row_parts: list[torch.Tensor] = []  # zq per row, split when the requests need more than one head call
 
     new_rows: dict[int, torch.Tensor] = {}
     groups: dict[tuple[object, ...], list[int]] = {}
@@ -260,32 +257,41 @@ def advance(model: DJEPA, states: Sequence[ARState],
     for key, members in groups.items():
         if key not in cache:
             cache[key] = make_head_sampler(model, states[members[0]].settings)
-        counts = [int(counts_all[i]) for i in members]
-        idx = torch.tensor(members, device=z.device)
-        cond = z[idx][to_pred[idx]]  # each member's predicted slots, in member then position order
+        counts = [counts_all[i] for i in members]
+        g_members = [i for i in members if states[i].guided]
+        if len(members) == n:  # one head call for every request: its rows are zq as it is
+            cond, uncond = zq[:cond_total], zq[cond_total:]
+        else:
+            if not row_parts:
+                row_parts = list(zq.split(counts_all + [counts_all[i] for i in guided]))
+            cond = torch.cat([row_parts[i] for i in members])
+            uncond = torch.cat([row_parts[uncond_row[i]] for i in g_members]) if g_members else cond[:0]
         dev = cond.device
         owner = torch.arange(len(members)).repeat_interleave(torch.tensor(counts))  # member of each cond row
         guided_member = torch.tensor([states[i].guided for i in members])
         guided_idx = guided_member[owner].nonzero().flatten().to(dev)
-        g_members = [i for i in members if states[i].guided]
         if g_members:
-            uncond = z[torch.tensor([uncond_row[i] for i in g_members], device=z.device)][
-                to_pred[torch.tensor(g_members, device=z.device)]]
-            member_scale = torch.stack([torch.as_tensor(scales[i] if states[i].guided else 1.0,
-                                                        dtype=torch.float32).reshape(()) for i in members])
+            # the scales are float32 (linear schedule) or Python floats: exact through a float list
+            member_scale = torch.tensor([float(cast(float, scales[i])) if states[i].guided else 1.0 for i in members],
+                                        dtype=torch.float32)
             scale_rows = member_scale[owner][guided_idx.cpu()].reshape(-1, 1).to(dev, cond.dtype)
         else:
-            uncond, scale_rows = cond[:0], cond.new_zeros(0, 1)
+            scale_rows = cond.new_zeros(0, 1)
         net = MixedGuidance(model.head, uncond, guided_idx, scale_rows, cfg.token_dim)
         noise = StepNoise([states[i].generator for i in members], [states[i].guided for i in members])
         temps = torch.tensor([states[i].settings.temperature for i in members], dtype=cond.dtype)
         temperature = temps[owner].reshape(-1, 1).to(dev)
         out = cache[key](net, cond, noise, temperature, None, counts)
-        for i, part in zip(members, out.split(counts), strict=True):
-            new_rows[i] = part
+        if len(members) == n:
+            generated = out
+        else:
+            for i, part in zip(members, out.split(counts), strict=True):
+                new_rows[i] = part
+    if len(groups) > 1:
+        generated = torch.cat([new_rows[i] for i in range(n)])
 
     new_tokens = tokens[:n].clone()
-    new_tokens[to_pred] = torch.cat([new_rows[i] for i in range(n)]).to(new_tokens.dtype)
+    new_tokens[to_pred] = generated.to(new_tokens.dtype)
     left = mask_next.sum(dim=1).tolist()
     result = []
     for i, s in enumerate(states):

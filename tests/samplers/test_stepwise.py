@@ -11,6 +11,7 @@ differences by up to ~2e4, so it is compared in float64 (differences ~1e-11), wh
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -88,6 +89,23 @@ def test_mixed_requests_equal_their_alone_runs(gen: ImageGenerator) -> None:
     alone = [_alone(gen, r) for r in reqs]
     # all at once, then staggered joins (requests at different steps share every step), then late joins
     for joins in ([0, 0, 0, 0, 0], [0, 1, 2, 3, 4], [3, 0, 5, 1, 1]):
+        out = _schedule(gen, reqs, joins)
+        for i in range(len(reqs)):
+            torch.testing.assert_close(out[i], alone[i], rtol=tol, atol=tol, msg=f"request {i}, joins {joins}")
+
+
+def test_requests_of_different_head_settings_share_steps(gen: ImageGenerator) -> None:
+    """Requests whose head settings differ (head steps; the reference's arithmetic) share the backbone forward and
+    take one head call per setting; each still equals its alone run."""
+    gen, tol = _comparable(gen)
+    s = gen.settings
+    reqs = [(1, 5, s(num_steps=4, cfg_scale=3.0, head_steps=4)),
+            (2, 6, s(num_steps=4, cfg_scale=1.0)),
+            (3, 7, s(num_steps=3, cfg_scale=2.0, head_steps=4)),
+            (4, 8, dataclasses.replace(s(num_steps=5, cfg_scale=2.0), reference_arithmetic=True)),
+            (5, 9, s(num_steps=2, cfg_scale=1.5))]
+    alone = [_alone(gen, r) for r in reqs]
+    for joins in ([0, 0, 0, 0, 0], [0, 1, 0, 2, 1]):
         out = _schedule(gen, reqs, joins)
         for i in range(len(reqs)):
             torch.testing.assert_close(out[i], alone[i], rtol=tol, atol=tol, msg=f"request {i}, joins {joins}")
