@@ -180,6 +180,8 @@ class DJEPA(nn.Module):
             x = block(x)
         counts = query.sum(dim=1)
         width = int(counts.max())
+        if width == 0:  # nothing asked
+            return x.new_zeros(0, x.shape[-1])
         # stable sort puts each row's asked positions first, in increasing order (as boolean indexing reads them)
         positions = torch.argsort((~query).to(torch.int8), dim=1, stable=True)[:, :width]
         out = self.decoder_norm(cast(Block, blocks[-1]).forward_at(x, positions + self.config.buffer_size))

@@ -140,3 +140,11 @@ def test_the_predictor_at_asked_slots_without_predictor_blocks() -> None:
     with torch.no_grad():
         enc = model.encode(tokens, masks, class_vec)
         torch.testing.assert_close(model.predict_at(enc, masks, query), model.predict(enc, masks)[query])
+
+
+def test_the_predictor_at_no_asked_slot_is_empty(model: DJEPA) -> None:
+    tokens, masks, class_vec = _rows(model, [10, 10])
+    with torch.no_grad():
+        enc = model.encode(tokens, masks, class_vec)
+        got = model.predict_at(enc, masks, torch.zeros_like(masks, dtype=torch.bool))
+    assert got.shape == (0, model.config.decoder_dim)
