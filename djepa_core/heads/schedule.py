@@ -101,6 +101,11 @@ class GaussianSchedule:
         """Respaced indices [n] -> the original integer steps the network was trained on."""
         return torch.from_numpy(self.timestep_map).to(t.device)[t]
 
+    def reverse_model_times(self, device: torch.device | str) -> tuple[torch.Tensor, ...]:
+        """The network's time input at each step of the reverse process, last respaced step first: one [1]
+        original step per step (`original_steps` of num_steps - 1, ..., 0)."""
+        return torch.from_numpy(self.timestep_map).to(device).flip(0).split(1)
+
     def respaced(self, count: int) -> GaussianSchedule:
         """A schedule keeping `count` evenly spaced steps of this one (betas from alphas_cumprod)."""
         keep = set(spaced_steps(self.num_steps, count))

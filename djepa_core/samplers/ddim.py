@@ -29,8 +29,7 @@ def ddim_sample(net: Denoiser, cond: torch.Tensor, schedule: GaussianSchedule, n
     dev, dt = cond.device, cond.dtype
     x = initial_rows(noise, cond, token_dim, cfg_scale is not None, segments)
     # the loop passes these very tensors (original timesteps, last first): the head may precompute for them
-    times = [schedule.original_steps(torch.full((1,), i, dtype=torch.long, device=dev))
-             for i in reversed(range(schedule.num_steps))]
+    times = schedule.reverse_model_times(dev)
     model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic, times)
     ab_all, ab_prev_all = schedule.alphas_cumprod, schedule.alphas_cumprod_prev
     for i, t_model in zip(reversed(range(schedule.num_steps)), times, strict=True):

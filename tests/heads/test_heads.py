@@ -218,3 +218,13 @@ def test_flow_matching_loss_draws() -> None:
     b = loss(net, target, cond, None, torch.Generator().manual_seed(0))
     c = loss(net, target, cond, None, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and not torch.equal(a, c) and a > 0
+
+
+def test_reverse_model_times_are_the_original_steps_last_first() -> None:
+    from djepa_core.heads.schedule import make_schedule
+
+    schedule = make_schedule(1000, "cosine", respace=25)
+    got = schedule.reverse_model_times("cpu")
+    want = [schedule.original_steps(torch.tensor([i])) for i in reversed(range(schedule.num_steps))]
+    assert len(got) == 25 and all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    assert int(got[0]) > int(got[-1]) == 0
