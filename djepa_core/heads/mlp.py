@@ -45,8 +45,21 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(timestep_embedding(t, self.freq_dim).to(first.weight.dtype))
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+# an adaLN modulation as the layers apply it: (shift, 1 + scale[, gate]), each [..., width]
+Modulation = tuple[torch.Tensor, ...]
+
+
+def split_modulation(m: torch.Tensor, parts: int) -> Modulation:
+    """adaLN_modulation(y) [..., parts * width] -> (shift, 1 + scale[, gate])."""
+    shift, scale, *rest = m.chunk(parts, dim=-1)
+    return (shift, 1 + scale, *rest)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale_plus_one: torch.Tensor, fused: bool = False
+             ) -> torch.Tensor:
+    """x * (1 + scale) + shift; `fused`: in one op (addcmul: a fused multiply-add on CPU, so the last bit may
+    differ from the reference's two ops)."""
+    return torch.addcmul(shift, x, scale_plus_one) if fused else x * scale_plus_one + shift
 
 
 class ResBlock(nn.Module):
@@ -59,12 +72,17 @@ class ResBlock(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.forward_modulated(x, self.adaLN_modulation(y))
+        return self.forward_modulated(x, self.modulation(y))
 
-    def forward_modulated(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
-        """`forward` given adaLN_modulation(y) [n, 3 width]."""
-        shift, scale, gate = modulation.chunk(3, dim=-1)
-        return x + gate * self.mlp(modulate(self.in_ln(x), shift, scale))
+    def modulation(self, y: torch.Tensor) -> Modulation:
+        """(shift, 1 + scale, gate) of condition y."""
+        return split_modulation(self.adaLN_modulation(y), 3)
+
+    def forward_modulated(self, x: torch.Tensor, modulation: Modulation, fused: bool = False) -> torch.Tensor:
+        """`forward` given `modulation(y)`: x + gate * MLP(LN(x) * (1 + scale) + shift); `fused`: see `modulate`."""
+        shift, scale_plus_one, gate = modulation
+        h = self.mlp(modulate(self.in_ln(x), shift, scale_plus_one, fused))
+        return torch.addcmul(x, gate, h) if fused else x + gate * h
 
 
 class FinalLayer(nn.Module):
@@ -75,12 +93,16 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.forward_modulated(x, self.adaLN_modulation(y))
+        return self.forward_modulated(x, self.modulation(y))
 
-    def forward_modulated(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
-        """`forward` given adaLN_modulation(y) [n, 2 width]."""
-        shift, scale = modulation.chunk(2, dim=-1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
+    def modulation(self, y: torch.Tensor) -> Modulation:
+        """(shift, 1 + scale) of condition y."""
+        return split_modulation(self.adaLN_modulation(y), 2)
+
+    def forward_modulated(self, x: torch.Tensor, modulation: Modulation, fused: bool = False) -> torch.Tensor:
+        """`forward` given `modulation(y)`; `fused`: see `modulate`."""
+        shift, scale_plus_one = modulation
+        return self.linear(modulate(self.norm_final(x), shift, scale_plus_one, fused))
 
 
 class DenoisingMLP(nn.Module):
@@ -117,17 +139,19 @@ class DenoisingMLP(nn.Module):
         """y = time_embed(t) + cond_embed(c): [n, width]."""
         return self.time_embed(t) + self.cond_embed(c)
 
-    def modulations(self, y: torch.Tensor) -> list[torch.Tensor]:
+    def modulations(self, y: torch.Tensor) -> list[Modulation]:
         """Every adaLN modulation of condition y [..., width]: one per residual block, then the final layer's."""
         layers = [*self.res_blocks, self.final_layer]
-        return [cast(ResBlock | FinalLayer, layer).adaLN_modulation(y) for layer in layers]
+        return [cast(ResBlock | FinalLayer, layer).modulation(y) for layer in layers]
 
-    def forward_modulated(self, x: torch.Tensor, modulations: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The network on x [n, C] given `modulations(y)` (each [n, ...])."""
+    def forward_modulated(self, x: torch.Tensor, modulations: Sequence[Modulation], fused: bool = False
+                          ) -> torch.Tensor:
+        """The network on x [n, C] given `modulations(y)` (each part [n, width]); `fused`: each modulation and
+        gated residual in one op (see `modulate`)."""
         h = self.input_proj(x)
         for block, m in zip(self.res_blocks, modulations, strict=False):
-            h = cast(ResBlock, block).forward_modulated(h, m)
-        return self.final_layer.forward_modulated(h, modulations[-1])
+            h = cast(ResBlock, block).forward_modulated(h, m, fused)
+        return self.final_layer.forward_modulated(h, modulations[-1], fused)
 
     def forward_with_condition(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.forward_modulated(x, self.modulations(y))
@@ -153,16 +177,17 @@ class DenoisingMLP(nn.Module):
         """
         c_emb = self.cond_embed(c)
         n = c.shape[0]
-        table: dict[int, list[torch.Tensor]] = {}
+        table: dict[int, list[Modulation]] = {}
         if times and not per_row_time and len(times) * n * self._modulation_width() <= PRECOMPUTE_LIMIT:
             y = self.time_embed(torch.stack([t.reshape(()) for t in times]))[:, None] + c_emb  # (K, n, width)
-            per_layer = self.modulations(y)
-            table = {id(t): [m[k] for m in per_layer] for k, t in enumerate(times)}
+            # each part of each layer's modulation split over the K times in one op
+            per_layer = [[part.unbind(0) for part in m] for m in self.modulations(y)]
+            table = {id(t): [tuple(part[k] for part in m) for m in per_layer] for k, t in enumerate(times)}
 
         def step(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             pre = table.get(id(t))
             if pre is not None:
-                return self.forward_modulated(x, pre)
+                return self.forward_modulated(x, pre, fused=True)
             t_rows = t.reshape(1).expand(n) if per_row_time else t.reshape(1)
             return self.forward_with_condition(x, self.time_embed(t_rows) + c_emb)
 
