@@ -6,12 +6,10 @@ PodMonitor, probes and Serve config agree with each other and with the service."
 from __future__ import annotations
 
 import copy
-import importlib.util
 import subprocess
 import sys
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -23,6 +21,7 @@ import yaml
 from service.cli import load_plan
 from service.config import AppConfig
 from tests.deploy.tools import ROOT
+from tests.scripts import load_script
 
 K8S = ROOT / "deploy" / "k8s"
 CRD = ROOT / "deploy" / "crds" / "ray.io_rayservices.v1.excerpt.yaml"
@@ -30,15 +29,7 @@ KUBERNETES_VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]  # an old
 INT32 = (-(2**31), 2**31 - 1)
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_rayservice", ROOT / "scripts" / "gen_rayservice.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _script()
+gen = load_script("scripts/gen_rayservice.py", "gen_rayservice")
 
 
 def load_all(name: str) -> list[dict[str, Any]]:

@@ -5,23 +5,14 @@ No timing assertions (bench/RESULTS.md has the 10-minute numbers)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
+from tests.scripts import load_script
 from tests.service.conftest import Served
-
-SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 
 
 def load_soak() -> Any:
-    spec = importlib.util.spec_from_file_location("djepa_bench_soak", SOAK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/soak.py", "djepa_bench_soak")
 
 
 def test_short_soak_loses_nothing(served: Served) -> None:
