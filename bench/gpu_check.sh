@@ -6,7 +6,9 @@
 #     the paper: 43 ms/image on an H800): fp32, bf16 autocast, bf16 + torch.compile, bf16 + compile with CUDA
 #     graphs (reduce-overhead), reference (100 DDPM steps) and fewer AR steps. SKIP_COMPILE=1 skips the compiles;
 #  4. continuous against static batching (bench/open_loop.py, issue 11): Poisson arrivals at 25% and 50% of a
-#     full static batch's rate, in-process (the GPU machine has no Ray). SKIP_BATCHING=1 skips it.
+#     full static batch's rate, in-process (the GPU machine has no Ray), then the step's cost on this GPU fitted as
+#     fixed + per image (bench/queue_model.py --measure) and the p99 ratio the queueing model expects from it.
+#     SKIP_BATCHING=1 skips both.
 # Steps 2-3 need only torch, numpy and safetensors; step 1 also pyyaml, pillow and tqdm: on a machine without
 # them and without internet, carry wheels (pip download --only-binary=:all: --python-version 3.12 pyyaml pillow
 # tqdm -d bench/wheels) and they are installed from there; SKIP_TRAIN=1 skips step 1.
@@ -73,4 +75,8 @@ if [ "${SKIP_BATCHING:-0}" != 1 ]; then   # issue 11 where a step's cost barely 
   echo "== continuous against static batching in-process (bench/open_loop.py: Poisson arrivals, no Ray)"
   "$PY" bench/open_loop.py --preset "$PRESET" --device "$DEV" --precision "$([ "$DEV" = cuda ] && echo bf16 || echo fp32)" \
     --batch "${SERVE_BATCH:-32}" --loads "${LOADS:-0.25,0.5}" --seconds "${SERVE_SECONDS:-15}"
+  echo "== a step's cost against its images, and the p99 ratio it allows (bench/queue_model.py --measure)"
+  "$PY" bench/queue_model.py --measure --preset "$PRESET" --device "$DEV" \
+    --precision "$([ "$DEV" = cuda ] && echo bf16 || echo fp32)" --sizes 1,2,4,8,16,32 --repeats 5 \
+    --batch "${SERVE_BATCH:-32}" --loads 0.1,0.25,0.5 --waits 0.05,0.25 --seconds 120 --seeds 10
 fi

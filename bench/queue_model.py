@@ -21,8 +21,13 @@ latency grow with the requests in flight, and lowers the ratio.
     .venv/bin/python bench/queue_model.py --fixed-ms 3.4 --per-image-ms 1.2 --rates 1,3,5,6 --waits 0.07,0.25,0.4
     .venv/bin/python bench/queue_model.py --measure --rates 3,5                 # constants from this machine
 
-`--measure` times one `advance` of the step-wise sampler in-process (djepa-tiny64 by default) with 1, 2, 4 and
-8 requests spread over as many AR steps (what continuous batching runs) and fits the two constants.
+`--measure` times one `advance` of the step-wise sampler in-process (djepa-tiny64 by default; djepa_core only, so
+it runs on the GPU machine too: `bench/gpu_check.sh`) with `--sizes` requests spread over as many AR steps (what
+continuous batching runs) and fits the two constants; `--loads` gives the rates as fractions of the capacity of
+full batches, for hardware whose rates are not known in advance.
+
+    python bench/queue_model.py --measure --device cuda --precision bf16 --sizes 1,4,16,64 --batch 64 \
+        --loads 0.1,0.25,0.5
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # --measure from a checkout without installing
 
 
 @dataclass(frozen=True)
@@ -146,36 +155,61 @@ def model_table(cost: StepCost, steps: int, batch: int, rates: Sequence[float], 
     return "\n".join(lines) + "\n"
 
 
-def measure(preset: str, repeats: int) -> StepCost:
-    """Fit the step cost of the step-wise sampler in-process: one `advance` of n requests spread over n AR steps
-    (the smallest of `repeats` per n, CPU clock of this process), least squares over n = 1, 2, 4, 8."""
+def measure(preset: str, sizes: Sequence[int], repeats: int, device: str = "cpu", precision: str = "fp32",
+            threads: int = 1) -> StepCost:
+    """Fit the step cost of the step-wise sampler (djepa_core only, as the GPU machine has it): one `advance` of n
+    requests spread over n AR steps (as requests that joined at different step boundaries) for each n of
+    `sizes`, the smallest of `repeats` (CPU time of this process on a CPU, wall time after a synchronize on a
+    GPU), least squares over the sizes."""
     import torch
 
-    from service.config import EngineConfig
-    from service.engine import TorchImageEngine
-    from service.types import ImageItem
+    from djepa_core.fastpath import FastPath
+    from djepa_core.pipeline import ImageGenerator
+    from djepa_core.presets import get_preset
+    from djepa_core.samplers import stepwise
 
-    engine = TorchImageEngine.load(EngineConfig(preset=preset, threads=1))
-    d = engine.info.defaults
-    steps = int(d["num_steps"])
-    sizes, seconds = [1, 2, 4, 8], []
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    fast = FastPath(precision="bf16" if precision == "bf16" else "fp32")
+    gen = ImageGenerator.from_config(get_preset(preset)).to(dev).accelerate(fast)
+    settings, classes = gen.settings(), gen.config.model.num_classes
+    steps = settings.num_steps
+    samplers: dict[tuple[object, ...], Any] = {}
+
+    def advance(states: list[stepwise.ARState]) -> list[stepwise.ARState]:
+        with gen.fast.autocast(gen.device):
+            return stepwise.advance(gen.model, states, samplers)
+
+    def clock() -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+            return time.perf_counter()
+        return time.process_time()
+
+    seconds = []
     for n in sizes:
-        states = [engine.start(ImageItem(k % len(engine.info.classes), k, steps, float(d["cfg_scale"]),
-                                         float(d["temperature"]))) for k in range(n)]
+        states = [stepwise.start(gen.model, k % classes, k, settings) for k in range(n)]
         for k in range(n):  # request k at AR step k * steps / (2n): spread like joins at different boundaries
             for _ in range(k * steps // (2 * n)):
-                states[k] = engine.advance([states[k]])[0]
+                states[k] = advance([states[k]])[0]
+        advance(states)  # warm-up at this size
         best = float("inf")
         for _ in range(repeats):
-            with torch.no_grad():
-                t0 = time.process_time()
-                engine.advance(states)
-                best = min(best, time.process_time() - t0)
+            t0 = clock()
+            advance(states)
+            best = min(best, clock() - t0)
         seconds.append(best)
         print(f"  {n} requests in {n} phases: {best * 1e3:.2f} ms per step", file=sys.stderr)
+    if len(sizes) == 1:
+        return StepCost(seconds[0], 0.0)
     mx, my = statistics.fmean(sizes), statistics.fmean(seconds)
     slope = sum((x - mx) * (y - my) for x, y in zip(sizes, seconds, strict=True)) / sum((x - mx) ** 2 for x in sizes)
     return StepCost(max(0.0, my - slope * mx), max(0.0, slope))
+
+
+def capacity(cost: StepCost, steps: int, batch: int) -> float:
+    """Requests/s of full batches of `batch` run back to back (either scheduler's most)."""
+    return batch / (steps * cost(batch))
 
 
 def floats(text: str) -> list[float]:
@@ -188,30 +222,59 @@ def floats(text: str) -> list[float]:
     return values
 
 
+def ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fixed-ms", type=float, default=3.4, help="a step's cost whatever its images (ms)")
     p.add_argument("--per-image-ms", type=float, default=1.2, help="a step's cost per image in it (ms)")
-    p.add_argument("--measure", action="store_true", help="fit both from one step of the sampler in-process")
+    p.add_argument("--measure", action="store_true", help="fit both from steps of the sampler in-process")
     p.add_argument("--preset", default="djepa-tiny64", help="--measure: the untrained preset timed")
+    p.add_argument("--device", default="auto", help="--measure: auto (cuda if available), cpu or cuda")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="--measure: the fast path's")
+    p.add_argument("--threads", type=int, default=1, help="--measure: torch CPU threads (1, as the replicas)")
+    p.add_argument("--sizes", type=ints, default=[1, 2, 4, 8], help="--measure: requests per timed step")
     p.add_argument("--repeats", type=int, default=20, help="--measure: timed steps per size (the smallest kept)")
-    p.add_argument("--steps", type=int, default=64, help="AR steps of every request")
+    p.add_argument("--steps", type=int, help="AR steps of every request (default: the preset's with --measure, "
+                   "else 64)")
     p.add_argument("--batch", type=int, default=32, help="static max_batch_size and continuous max_in_flight")
     p.add_argument("--rates", type=floats, default=[1.0, 3.0, 5.0, 6.0], help="arrival rates, requests/s")
+    p.add_argument("--loads", type=floats, help="arrival rates as fractions of the capacity of full batches "
+                   "(instead of --rates)")
     p.add_argument("--waits", type=floats, default=[0.25], help="static batch_wait_timeout_s values")
     p.add_argument("--seconds", type=float, default=300.0, help="arrivals per sequence (simulated seconds)")
     p.add_argument("--seeds", type=int, default=20, help="arrival sequences per rate (medians reported)")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.batch < 1 or args.seeds < 1 or args.seconds <= 0:
-        p.error("--steps, --batch and --seeds must be >= 1 and --seconds > 0")
+    if (args.steps is not None and args.steps < 1) or args.batch < 1 or args.seeds < 1 or args.seconds <= 0 \
+            or args.repeats < 1:
+        p.error("--steps, --batch, --seeds and --repeats must be >= 1 and --seconds > 0")
     if not args.measure and (args.fixed_ms < 0 or args.per_image_ms < 0 or args.fixed_ms + args.per_image_ms == 0):
         p.error("--fixed-ms and --per-image-ms must be >= 0, not both 0")
-    cost = measure(args.preset, args.repeats) if args.measure else StepCost(args.fixed_ms / 1e3,
-                                                                            args.per_image_ms / 1e3)
-    if not any(r > 0 for r in args.rates):
-        p.error("--rates needs a rate above 0")
-    print(model_table(cost, args.steps, args.batch, [r for r in args.rates if r > 0], args.waits, args.seconds,
-                      args.seeds))
+    if args.measure:
+        import torch
+
+        from djepa_core.presets import get_preset
+
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        cost = measure(args.preset, args.sizes, args.repeats, device, args.precision, args.threads)
+        steps = args.steps or get_preset(args.preset).sampling.num_steps
+    else:
+        cost, steps = StepCost(args.fixed_ms / 1e3, args.per_image_ms / 1e3), args.steps or 64
+    full = capacity(cost, steps, args.batch)
+    rates = [round(x * full, 2) for x in args.loads] if args.loads else args.rates
+    rates = [r for r in rates if r > 0]
+    if not rates:
+        p.error("need a rate above 0")
+    print(f"capacity of full batches of {args.batch}: {full:.2f} req/s")
+    print(model_table(cost, steps, args.batch, rates, args.waits, args.seconds, args.seeds))
     return 0
 
 

@@ -88,3 +88,22 @@ def test_the_command_prints_a_table(qm: Any, capsys: pytest.CaptureFixture[str])
         qm.main(["--rates", "a,b"])
     with pytest.raises(SystemExit):
         qm.main(["--fixed-ms", "0", "--per-image-ms", "0"])
+
+
+def test_loads_are_fractions_of_the_capacity_of_full_batches(qm: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cost = qm.StepCost(0.004, 0.001)
+    assert qm.capacity(cost, 64, 32) == pytest.approx(32 / (64 * 0.036))
+    assert qm.main(["--fixed-ms", "4", "--per-image-ms", "1", "--loads", "0.5", "--seconds", "20", "--seeds", "1"]) == 0
+    rate = round(0.5 * 32 / (64 * 0.036), 2)
+    assert f"| {rate:g} | 0.25 |" in capsys.readouterr().out
+
+
+def test_measure_fits_the_sampler_step(qm: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # the real step-wise sampler of the untrained djepa-tiny64 on this CPU: two sizes, one timed step each
+    cost = qm.measure("djepa-tiny64", [1, 3], 1)
+    assert cost.fixed >= 0 and cost.per_image >= 0 and cost(1) > 0
+    assert "3 requests in 3 phases" in capsys.readouterr().err
+    assert qm.main(["--measure", "--device", "cpu", "--sizes", "2", "--repeats", "1", "--rates", "2",
+                    "--seconds", "20", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "64 AR steps" in out and "| 2 | 0.25 |" in out
