@@ -27,13 +27,13 @@ def flow_sample(net: Denoiser, cond: torch.Tensor, grid: torch.Tensor, noise: No
     is guided. Heun costs two evaluations per step (the last step too). `reference_arithmetic`: the
     reference's op-for-op arithmetic (see `DenoisingMLP.bind`).
     """
+    if method not in ("euler", "heun"):
+        raise ValueError(f"unknown ODE method {method!r} (euler, heun)")
     dev = cond.device
     x = initial_rows(noise, cond, token_dim, cfg_scale is not None, segments)
     times = grid.to(dev).unbind()  # the loop passes these very tensors: the head may precompute for them
     asked = times if method == "heun" else times[:-1]  # Euler never evaluates at the last time
     model = bind_rows(net, cond, cfg_scale, token_dim, reference_arithmetic, asked)  # cond embedded once per AR step
-    if method not in ("euler", "heun"):
-        raise ValueError(f"unknown ODE method {method!r} (euler, heun)")
     steps = (grid[1:] - grid[:-1]).to(dev).unbind()  # t1 - t0 of every step, in one op
     for k, step in enumerate(steps):
         v0 = model(x, times[k])

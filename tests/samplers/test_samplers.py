@@ -210,6 +210,23 @@ def test_head_samplers_with_zero_network() -> None:
         flow_sample(lambda x, t, c: x, torch.zeros(1, 1), grid, noise, 2, method="rk4")  # type: ignore[arg-type]
 
 
+def test_euler_update_is_fused_except_in_reference_arithmetic() -> None:
+    # v(x, t) = -x * (1 + t): the reference's update x + dt * v in two ops, ours one addcmul (a fused multiply-add:
+    # within rounding); reference_arithmetic keeps the two ops bit for bit
+    def net(x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return -x * (1 + t[:, None])
+
+    grid = flow_time_grid(9, shift=2.0)
+    x0 = torch.randn(64, 16, generator=torch.Generator().manual_seed(1))
+    expected = x0.clone()
+    for k in range(len(grid) - 1):
+        expected = expected + (grid[k + 1] - grid[k]) * net(expected, grid[k].reshape(1).expand(64), x0)
+    runs = {ref: flow_sample(net, torch.zeros(64, 4), grid, ReplayNoise(x0.flatten()), 16, reference_arithmetic=ref)
+            for ref in (True, False)}
+    assert torch.equal(runs[True], expected)
+    torch.testing.assert_close(runs[False], expected, rtol=1e-6, atol=1e-6)
+
+
 # ---------------------------------------------------------------- noise sources
 
 
