@@ -212,24 +212,21 @@ def capacity(cost: StepCost, steps: int, batch: int) -> float:
     return batch / (steps * cost(batch))
 
 
-def floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected non-negative numbers, got {text!r}")
-    return values
+def number_list(kind: type[float] | type[int], least: float) -> Any:
+    """argparse type: comma-separated numbers of `kind`, each at least `least`."""
+    def parse(text: str) -> list[Any]:
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+        if not values or any(v < least for v in values):
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}s >= {least:g}, got {text!r}")
+        return values
+
+    return parse
 
 
-def ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
-    return values
+floats, ints = number_list(float, 0.0), number_list(int, 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
