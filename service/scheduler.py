@@ -249,8 +249,7 @@ class StepScheduler:
         elif result.preview is not None and job.on_preview is not None:
             job.on_preview(Preview(self.engine.step_of(job.state), job.item.num_steps, result.preview))
 
-    def _step(self, jobs: Sequence[_Job], run: int = 1,
-              deadline: float | None = None) -> tuple[list[_StepResult], int]:
+    def _step(self, jobs: Sequence[_Job], run: int, deadline: float | None) -> tuple[list[_StepResult], int]:
         """Steps for `jobs` (worker thread): start the new ones, advance all `run` times at most (stopping after
         a step that finishes an image, makes a preview due, finds a caller gone, passes `deadline` or leaves an
         image waiting for a free slot), decode the finished. Returns the results and the number of steps run."""
